@@ -1,0 +1,225 @@
+//! `ringcast-bench`: run a scenario against a target, serve the bare io_uring
+//! ceiling, or turn run records into the matrix report. See bench/README.md.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use ringcast_bench::control::Layout;
+use ringcast_bench::run::{Mode, RunOptions};
+use ringcast_bench::target::Target;
+
+#[derive(Parser)]
+#[command(name = "ringcast-bench", version, about = "Fan-out load generator for ringcast and its peers")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario against one target and write its JSON record.
+    Run(RunArgs),
+    /// Serve the bare io_uring ceiling: pre-encoded frames, no protocol logic.
+    Ceiling(CeilingArgs),
+    /// Merge run records into latest.json, a markdown table and SVG charts.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// System to load.
+    #[arg(long, value_enum)]
+    target: Target,
+    /// Where the target listens (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddrV4,
+    /// Scenario name written into the record.
+    #[arg(long, default_value = "custom")]
+    scenario: String,
+    /// Member connections (ignored when --members is given).
+    #[arg(long, default_value_t = 1000)]
+    connections: u32,
+    /// Rooms (0: connections join nothing and stay idle).
+    #[arg(long, default_value_t = 10)]
+    rooms: u32,
+    /// Members per room (sets connections = rooms × members).
+    #[arg(long)]
+    members: Option<u32>,
+    /// Publishers, spread over the rooms.
+    #[arg(long, default_value_t = 10)]
+    publishers: u32,
+    /// Offered publishes per second over all publishers (find-max: the first step).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Offered deliveries per second instead (divided by members per room).
+    #[arg(long)]
+    delivery_rate: Option<f64>,
+    /// Data bytes per publish (the object the generator stamps and pads).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Warm-up seconds per step.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds per step.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Longest wait for outstanding deliveries after a step, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    drain: f64,
+    /// Connects per second (0: unpaced, bounded by --max-connecting in flight).
+    #[arg(long, default_value_t = 5000.0)]
+    connect_rate: f64,
+    /// Connects in flight per worker at most.
+    #[arg(long, default_value_t = 256)]
+    max_connecting: u32,
+    /// Longest wait for the connect ramp, seconds.
+    #[arg(long, default_value_t = 60.0)]
+    connect_timeout: f64,
+    /// Loopback source addresses to spread connections over (127.0.0.1, .2, …).
+    #[arg(long, default_value_t = 1)]
+    sources: u8,
+    /// Cores to pin generator threads to, e.g. "1" or "2,3".
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Generator threads (default: one per --cores entry, else 1).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Raise the rate step by step until p99 exceeds --p99-ms or anything is lost.
+    #[arg(long)]
+    find_max: bool,
+    /// Rate multiplier per find-max step.
+    #[arg(long, default_value_t = 1.25)]
+    factor: f64,
+    /// find-max p99 bound, ms.
+    #[arg(long, default_value_t = 50.0)]
+    p99_ms: f64,
+    /// find-max step limit.
+    #[arg(long, default_value_t = 12)]
+    max_steps: u32,
+    /// Offer --rate (well past saturation) for one bounded step.
+    #[arg(long)]
+    overload: bool,
+    /// Connect and hold for --duration; no publishing (memory per connection).
+    #[arg(long)]
+    idle: bool,
+    /// Server pid (default: found by the port in --addr).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// ringcast shard count, recorded.
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Cores the server is pinned to, recorded.
+    #[arg(long)]
+    server_cores: Option<String>,
+    /// Per-connection unsent-bytes cap, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    out_cap: usize,
+    /// Write the JSON record here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct CeilingArgs {
+    /// Listen address (loopback).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    listen: SocketAddrV4,
+    /// Core to pin to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// Submission queue entries.
+    #[arg(long, default_value_t = 4096)]
+    entries: u32,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Run records (JSON files or directories of them).
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Where latest.json, benchmarks.md and the SVG charts go.
+    #[arg(long, default_value = "bench/results")]
+    out_dir: PathBuf,
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Run(a) => run(a),
+        Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries),
+        Cmd::Report(a) => ringcast_bench::report::write(&a.inputs, &a.out_dir),
+    }
+}
+
+fn run(a: RunArgs) -> Result<()> {
+    if !a.addr.ip().is_loopback() {
+        bail!("--addr must be a loopback address (127.0.0.0/8), not {}", a.addr);
+    }
+    if a.sources == 0 || a.sources > 250 {
+        bail!("--sources must be 1..=250");
+    }
+    let connections = a.members.map_or(a.connections, |m| m * a.rooms);
+    let members = if a.rooms > 0 { connections as f64 / a.rooms as f64 } else { 0.0 };
+    let rate = match (a.rate, a.delivery_rate) {
+        (Some(r), _) => r,
+        (None, Some(d)) if members > 0.0 => d / members,
+        _ if a.idle || a.rooms == 0 => 0.0,
+        _ => bail!("give --rate (publishes/s) or --delivery-rate (deliveries/s)"),
+    };
+    let publishers = if a.rooms == 0 { 0 } else { a.publishers };
+    if publishers > 0 && !a.target.separate_publishers() && publishers > connections {
+        bail!("--publishers ({publishers}) cannot exceed member connections ({connections})");
+    }
+    let threads = a.threads.unwrap_or(a.cores.len().max(1) as u32).max(1);
+    let sources = if a.sources > 1 { (1..=a.sources).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect() } else { vec![] };
+    let layout = Layout {
+        target: a.target,
+        addr: a.addr,
+        connections,
+        rooms: a.rooms,
+        publishers,
+        size: a.size,
+        threads,
+        cores: a.cores.clone(),
+        sources,
+        connect_rate: a.connect_rate,
+        max_connecting: a.max_connecting.max(1),
+        out_cap: a.out_cap,
+    };
+    let mode = if a.idle || a.rooms == 0 {
+        Mode::Idle
+    } else if a.find_max {
+        Mode::FindMax { start: rate, factor: a.factor.max(1.01), p99_ms: a.p99_ms, steps: a.max_steps.clamp(1, 40) }
+    } else if a.overload {
+        Mode::Overload(rate)
+    } else {
+        Mode::Fixed(rate)
+    };
+    let opts = RunOptions {
+        scenario: a.scenario,
+        mode,
+        warmup_s: a.warmup.clamp(0.0, 600.0),
+        duration_s: a.duration.clamp(0.1, 3600.0),
+        drain_s: a.drain.clamp(0.0, 600.0),
+        connect_timeout_s: a.connect_timeout.clamp(1.0, 3600.0),
+        server_pid: a.server_pid,
+        shards: a.shards,
+        server_cores: a.server_cores,
+        progress: !a.quiet,
+    };
+    let rec = ringcast_bench::run::run(layout, opts)?;
+    print!("{}", rec.summary());
+    if let Some(path) = a.out {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).ok();
+        }
+        let json = serde_json::to_string_pretty(&rec)?;
+        std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

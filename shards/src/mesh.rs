@@ -1,0 +1,287 @@
+//! The mesh: one bounded SPSC ring per ordered pair of shards, and the
+//! sleep/wake protocol that keeps an idle shard asleep and a busy one free of
+//! wake-up system calls.
+//!
+//! Shard `i` owns an [`Outbox`] (the producer ends of the rings `i→j`) and an
+//! [`Inbox`] (the consumer ends of the rings `j→i`). There is no `i→i` ring: a
+//! shard handles its own work directly.
+//!
+//! Waking follows Seastar: before a shard parks it sets its `sleeping` flag and
+//! looks at its rings once more; a sender, after pushing, wakes the target
+//! only if that flag is set. Both sides put a `SeqCst` fence between their
+//! store and their load, so one of them always sees the other: either the
+//! receiver sees the frame, or the sender sees the flag. A shard that keeps
+//! up with its inbound traffic is therefore never woken by a system call.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use rtrb::{Consumer, Producer, PushError, RingBuffer};
+
+/// Per-shard wake state, shared by the shard and everyone who sends to it.
+#[derive(Default)]
+pub(crate) struct Wake {
+    /// Set by the shard just before it parks waiting for frames.
+    sleeping: AtomicBool,
+    /// The shard's inbox task, woken when a frame arrives while it sleeps.
+    waker: AtomicWaker,
+    /// Set once by [`crate::Handle::stop`].
+    stop: AtomicBool,
+    /// How many times a sender had to wake this shard (a system call each).
+    wakeups: AtomicU64,
+}
+
+impl Wake {
+    /// Asks the shard to stop and wakes it so it notices.
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.waker.wake();
+    }
+
+    fn wake_if_sleeping(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::AcqRel) {
+            self.wakeups.fetch_add(1, Ordering::Relaxed);
+            self.waker.wake();
+        }
+    }
+}
+
+/// Why a frame could not be sent; the frame is handed back.
+#[derive(Debug)]
+pub enum SendError {
+    /// The ring to that shard is full: the receiver is behind. Keep the frame
+    /// and retry later; the receiver drains in batches.
+    Full(Bytes),
+    /// The target is this shard itself, or out of range, or has exited.
+    NoRoute(Bytes),
+}
+
+/// The sending ends of this shard's rings, one per other shard.
+pub struct Outbox {
+    me: usize,
+    rings: RefCell<Vec<Option<Producer<Bytes>>>>,
+    targets: Vec<Arc<Wake>>,
+}
+
+impl Outbox {
+    /// Pushes `frame` onto the ring to shard `to`, waking it if it sleeps.
+    pub fn send(&self, to: usize, frame: Bytes) -> Result<(), SendError> {
+        let mut rings = self.rings.borrow_mut();
+        let Some(Some(ring)) = rings.get_mut(to) else {
+            return Err(SendError::NoRoute(frame));
+        };
+        if ring.is_abandoned() {
+            return Err(SendError::NoRoute(frame));
+        }
+        match ring.push(frame) {
+            Ok(()) => {
+                self.targets[to].wake_if_sleeping();
+                Ok(())
+            }
+            Err(PushError::Full(frame)) => Err(SendError::Full(frame)),
+        }
+    }
+
+    /// This shard's id.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Number of shards in the mesh.
+    pub fn shards(&self) -> usize {
+        self.targets.len()
+    }
+}
+
+/// The receiving ends of this shard's rings, one per other shard.
+pub struct Inbox {
+    rings: RefCell<Vec<Option<Consumer<Bytes>>>>,
+    wake: Arc<Wake>,
+    /// Round-robin start, so a flooded ring cannot starve the others.
+    next: Cell<usize>,
+}
+
+impl Inbox {
+    /// Takes up to `budget` frames from the rings, calling `f(from, frame)`
+    /// for each in arrival order per sender; returns how many were taken.
+    /// Never waits.
+    pub fn drain(&self, budget: usize, mut f: impl FnMut(usize, Bytes)) -> usize {
+        let mut rings = self.rings.borrow_mut();
+        let n = rings.len();
+        let start = self.next.get();
+        let mut taken = 0;
+        for k in 0..n {
+            let from = (start + k) % n;
+            let Some(ring) = rings[from].as_mut() else {
+                continue;
+            };
+            while taken < budget {
+                match ring.pop() {
+                    Ok(frame) => {
+                        taken += 1;
+                        f(from, frame);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        self.next.set((start + 1) % n.max(1));
+        taken
+    }
+
+    fn any_ready(&self) -> bool {
+        self.rings
+            .borrow()
+            .iter()
+            .flatten()
+            .any(|ring| !ring.is_empty())
+    }
+
+    /// Waits until a frame is on some ring, or a stop was requested. Parks
+    /// the task (and so, if nothing else runs, the shard) in between.
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            if self.any_ready() || self.stop_requested() {
+                return Poll::Ready(());
+            }
+            self.wake.waker.register(cx.waker());
+            self.wake.sleeping.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            if self.any_ready() || self.stop_requested() {
+                self.wake.sleeping.store(false, Ordering::Relaxed);
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// True once [`crate::Handle::stop`] was called.
+    pub fn stop_requested(&self) -> bool {
+        self.wake.stop.load(Ordering::Acquire)
+    }
+
+    /// How many times other shards had to wake this one.
+    pub fn wakeups(&self) -> u64 {
+        self.wake.wakeups.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds the N×N mesh: `(outboxes, inboxes, wakes)`, indexed by shard.
+pub(crate) fn build(n: usize, capacity: usize) -> (Vec<Outbox>, Vec<Inbox>, Vec<Arc<Wake>>) {
+    let wakes: Vec<Arc<Wake>> = (0..n).map(|_| Arc::new(Wake::default())).collect();
+    let mut producers: Vec<Vec<Option<Producer<Bytes>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut consumers: Vec<Vec<Option<Consumer<Bytes>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let (p, c) = RingBuffer::new(capacity);
+                producers[from][to] = Some(p);
+                consumers[to][from] = Some(c);
+            }
+        }
+    }
+    let outboxes = producers
+        .into_iter()
+        .enumerate()
+        .map(|(me, rings)| Outbox {
+            me,
+            rings: RefCell::new(rings),
+            targets: wakes.clone(),
+        })
+        .collect();
+    let inboxes = consumers
+        .into_iter()
+        .zip(&wakes)
+        .map(|(rings, wake)| Inbox {
+            rings: RefCell::new(rings),
+            wake: wake.clone(),
+            next: Cell::new(0),
+        })
+        .collect();
+    (outboxes, inboxes, wakes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(inbox: &Inbox) -> Vec<(usize, Bytes)> {
+        let mut out = Vec::new();
+        inbox.drain(usize::MAX, |from, b| out.push((from, b)));
+        out
+    }
+
+    #[test]
+    fn frames_arrive_in_order_per_sender() {
+        let (out, inb, _) = build(3, 8);
+        for i in 0..5u8 {
+            out[0].send(2, Bytes::from(vec![i])).unwrap();
+            out[1].send(2, Bytes::from(vec![10 + i])).unwrap();
+        }
+        let got = frames(&inb[2]);
+        let from0: Vec<u8> = got.iter().filter(|f| f.0 == 0).map(|f| f.1[0]).collect();
+        let from1: Vec<u8> = got.iter().filter(|f| f.0 == 1).map(|f| f.1[0]).collect();
+        assert_eq!(from0, vec![0, 1, 2, 3, 4]);
+        assert_eq!(from1, vec![10, 11, 12, 13, 14]);
+        assert!(frames(&inb[1]).is_empty());
+    }
+
+    #[test]
+    fn full_ring_hands_the_frame_back() {
+        let (out, inb, _) = build(2, 2);
+        out[0].send(1, Bytes::from_static(b"a")).unwrap();
+        out[0].send(1, Bytes::from_static(b"b")).unwrap();
+        match out[0].send(1, Bytes::from_static(b"c")) {
+            Err(SendError::Full(b)) => assert_eq!(&b[..], b"c"),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(frames(&inb[1]).len(), 2);
+        out[0].send(1, Bytes::from_static(b"c")).unwrap();
+    }
+
+    #[test]
+    fn no_ring_to_self() {
+        let (out, _, _) = build(2, 2);
+        assert!(matches!(
+            out[1].send(1, Bytes::new()),
+            Err(SendError::NoRoute(_))
+        ));
+        assert!(matches!(
+            out[1].send(7, Bytes::new()),
+            Err(SendError::NoRoute(_))
+        ));
+    }
+
+    #[test]
+    fn budget_limits_a_drain() {
+        let (out, inb, _) = build(2, 16);
+        for _ in 0..10 {
+            out[0].send(1, Bytes::new()).unwrap();
+        }
+        assert_eq!(inb[1].drain(4, |_, _| {}), 4);
+        assert_eq!(inb[1].drain(100, |_, _| {}), 6);
+    }
+
+    #[test]
+    fn a_sleeping_shard_is_woken_once_and_a_busy_one_never() {
+        let (out, inb, wakes) = build(2, 64);
+        // Not sleeping: sends don't wake.
+        out[0].send(1, Bytes::new()).unwrap();
+        assert_eq!(inb[1].wakeups(), 0);
+        inb[1].drain(usize::MAX, |_, _| {});
+        // Declares sleep: the first send wakes, the next ones don't.
+        wakes[1].sleeping.store(true, Ordering::SeqCst);
+        out[0].send(1, Bytes::new()).unwrap();
+        out[0].send(1, Bytes::new()).unwrap();
+        assert_eq!(inb[1].wakeups(), 1);
+    }
+}
