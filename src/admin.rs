@@ -1,0 +1,278 @@
+//! The admin HTTP surface: `/stats` (JSON), `/metrics` (Prometheus text) and
+//! `/healthz`, served from one small thread of its own so that nothing on a
+//! shard's hot path ever waits for an operator.
+//!
+//! It only reads the shards' counters (each written by its own shard).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::stats::{unix_ms, ErrorKind, ShardStats};
+
+/// What the admin thread knows about the node.
+pub struct Admin {
+    /// One entry per shard, by id.
+    pub shards: Vec<Arc<ShardStats>>,
+    /// When the server started.
+    pub started: Instant,
+}
+
+/// A heartbeat older than this makes `/healthz` fail.
+const HEALTHY_WITHIN_MS: u64 = 1000;
+
+type Field = (&'static str, &'static str, bool, fn(&ShardStats) -> u64);
+
+/// Every per-shard number: name, help, is-gauge, getter.
+const FIELDS: &[Field] = &[
+    ("connections_ws", "Open WebSocket connections", true, |s| {
+        s.conns_ws.get()
+    }),
+    ("connections_resp", "Open RESP connections", true, |s| {
+        s.conns_resp.get()
+    }),
+    ("accepted", "Connections accepted", false, |s| {
+        s.accepted.get()
+    }),
+    (
+        "accept_fd_exhausted",
+        "accept() failures for lack of file descriptors",
+        false,
+        |s| s.accept_fd_exhausted.get(),
+    ),
+    ("rooms_homed", "Rooms whose home is this shard", true, |s| {
+        s.rooms_homed.get()
+    }),
+    (
+        "memberships",
+        "Connection-room memberships on this shard",
+        true,
+        |s| s.memberships.get(),
+    ),
+    (
+        "messages_in",
+        "Messages published by this shard's clients",
+        false,
+        |s| s.messages_in.get(),
+    ),
+    (
+        "messages_sequenced",
+        "Messages sequenced by this shard as a room home",
+        false,
+        |s| s.messages_sequenced.get(),
+    ),
+    (
+        "deliveries",
+        "Room messages queued to this shard's connections",
+        false,
+        |s| s.deliveries.get(),
+    ),
+    ("bytes_in", "Bytes read from clients", false, |s| {
+        s.bytes_in.get()
+    }),
+    ("bytes_out", "Bytes written to clients", false, |s| {
+        s.bytes_out.get()
+    }),
+    ("writes", "Write system calls to clients", false, |s| {
+        s.writes.get()
+    }),
+    ("ring_sent", "Frames sent to other shards", false, |s| {
+        s.ring_sent.get()
+    }),
+    (
+        "ring_received",
+        "Frames received from other shards",
+        false,
+        |s| s.ring_received.get(),
+    ),
+    ("ring_full", "Sends that found a ring full", false, |s| {
+        s.ring_full.get()
+    }),
+    (
+        "slow_consumer_closes",
+        "Connections closed as slow consumers",
+        false,
+        |s| s.slow_consumer_closes.get(),
+    ),
+];
+
+fn shard_json(id: usize, s: &ShardStats, now_ms: u64) -> Value {
+    let mut obj = Map::new();
+    obj.insert("shard".into(), json!(id));
+    obj.insert("core".into(), json!(s.core_plus_one.get().checked_sub(1)));
+    obj.insert(
+        "driver".into(),
+        json!(if s.io_uring.get() == 1 {
+            "io_uring"
+        } else {
+            "epoll"
+        }),
+    );
+    obj.insert(
+        "connections".into(),
+        json!(s.conns_ws.get() + s.conns_resp.get()),
+    );
+    for (name, _, _, get) in FIELDS {
+        obj.insert((*name).into(), json!(get(s)));
+    }
+    let errors: Map<String, Value> = ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), json!(s.errors[*k as usize].get())))
+        .collect();
+    obj.insert("errors".into(), Value::Object(errors));
+    obj.insert(
+        "heartbeat_age_ms".into(),
+        json!(now_ms.saturating_sub(s.heartbeat_ms.get())),
+    );
+    Value::Object(obj)
+}
+
+impl Admin {
+    /// The `/stats` document.
+    pub fn stats(&self) -> Value {
+        let now = unix_ms();
+        let shards: Vec<Value> = self
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| shard_json(i, s, now))
+            .collect();
+        let mut totals = Map::new();
+        let sum = |f: fn(&ShardStats) -> u64| self.shards.iter().map(|s| f(s)).sum::<u64>();
+        totals.insert(
+            "connections".into(),
+            json!(sum(|s| s.conns_ws.get() + s.conns_resp.get())),
+        );
+        for (name, _, _, get) in FIELDS {
+            totals.insert((*name).into(), json!(sum(*get)));
+        }
+        let errors: u64 = self
+            .shards
+            .iter()
+            .flat_map(|s| s.errors.iter().map(|c| c.get()))
+            .sum();
+        totals.insert("protocol_errors".into(), json!(errors));
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_s": self.started.elapsed().as_secs(),
+            "shard_count": self.shards.len(),
+            "healthy": self.healthy(),
+            "node": totals,
+            "shards": shards,
+        })
+    }
+
+    /// The `/metrics` document.
+    pub fn metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(8192);
+        for (name, help, gauge, get) in FIELDS {
+            let kind = if *gauge { "gauge" } else { "counter" };
+            let metric = if *gauge {
+                format!("ringcast_{name}")
+            } else {
+                format!("ringcast_{name}_total")
+            };
+            let _ = writeln!(out, "# HELP {metric} {help}.\n# TYPE {metric} {kind}");
+            for (i, s) in self.shards.iter().enumerate() {
+                let _ = writeln!(out, "{metric}{{shard=\"{i}\"}} {}", get(s));
+            }
+        }
+        let _ = writeln!(out, "# HELP ringcast_protocol_errors_total Protocol errors by kind.\n# TYPE ringcast_protocol_errors_total counter");
+        for (i, s) in self.shards.iter().enumerate() {
+            for k in ErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "ringcast_protocol_errors_total{{shard=\"{i}\",kind=\"{}\"}} {}",
+                    k.name(),
+                    s.errors[k as usize].get()
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\nringcast_uptime_seconds {}", self.started.elapsed().as_secs());
+        out
+    }
+
+    /// Every shard's event loop ticked within the last second.
+    pub fn healthy(&self) -> bool {
+        let now = unix_ms();
+        self.shards
+            .iter()
+            .all(|s| now.saturating_sub(s.heartbeat_ms.get()) <= HEALTHY_WITHIN_MS)
+    }
+
+    fn respond(&self, path: &str) -> (u16, &'static str, String) {
+        match path {
+            "/stats" => (200, "application/json", self.stats().to_string() + "\n"),
+            "/metrics" => (200, "text/plain; version=0.0.4", self.metrics()),
+            "/healthz" => {
+                if self.healthy() {
+                    (200, "text/plain", "ok\n".into())
+                } else {
+                    (
+                        503,
+                        "text/plain",
+                        "a shard has not answered within 1 s\n".into(),
+                    )
+                }
+            }
+            _ => (
+                404,
+                "text/plain",
+                "not found: try /stats, /metrics or /healthz\n".into(),
+            ),
+        }
+    }
+
+    fn handle(&self, mut stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf[len..]) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => len += n,
+            }
+        }
+        let head = String::from_utf8_lossy(&buf[..len]);
+        let mut words = head.split_whitespace();
+        let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        let (status, ctype, body) = if method == "GET" || method == "HEAD" {
+            self.respond(path)
+        } else {
+            (405, "text/plain", "only GET\n".into())
+        };
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            _ => "Service Unavailable",
+        };
+        let mut resp = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        if method != "HEAD" {
+            resp.push_str(&body);
+        }
+        let _ = stream.write_all(resp.as_bytes());
+    }
+
+    /// Serves requests one at a time until the process ends.
+    pub fn serve(self, listener: TcpListener) {
+        for stream in listener.incoming() {
+            match stream {
+                Ok(s) => self.handle(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! A client connection as its shard sees it: identity, rooms, and the
+//! bounded outbound queue that every reply and delivery goes through.
+//!
+//! Writes are corked: enqueueing only appends a `Bytes` (often one shared
+//! with every other member of a room) and marks the connection dirty; the
+//! shard's flusher then writes each dirty connection's whole queue with one
+//! `writev`. Messages that arrive in the same event-loop turn leave in the
+//! same system call. A queue over its byte bound means a slow consumer, which
+//! is closed rather than allowed to grow server memory.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use monoio::net::TcpStream;
+use smallvec::SmallVec;
+
+/// What protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The chat protocol over WebSocket (`/ws`).
+    Ws,
+    /// The `/echo` conformance endpoint.
+    Echo,
+    /// Redis pub/sub over RESP.
+    Resp,
+}
+
+/// Outcome of trying to queue a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Queued; it will be flushed this turn.
+    Yes,
+    /// The connection is closing or closed; the frame was dropped.
+    Closed,
+    /// The queue would pass its bound: the caller must close the connection
+    /// as a slow consumer.
+    OverLimit,
+}
+
+/// How far a flush got.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// The queue is empty.
+    All,
+    /// The socket buffer is full; wait for writability.
+    Blocked,
+    /// The socket failed (peer gone); the connection must be dropped.
+    Failed,
+}
+
+/// Most iovecs per writev.
+const IOV_BATCH: usize = 64;
+
+/// One client connection.
+pub struct Conn {
+    /// Globally unique id (shard in the top 16 bits).
+    pub id: u64,
+    /// The socket. Reads and writes go through raw non-blocking calls on its
+    /// fd; the runtime is used only to wait for readiness, so an idle
+    /// connection pins no buffer.
+    pub stream: TcpStream,
+    /// Protocol.
+    pub kind: Kind,
+    /// The user name (WebSocket `?user=`, RESP `CLIENT SETNAME`, or assigned).
+    pub user: RefCell<Rc<str>>,
+    /// Rooms joined or being joined, each with the number of its latest
+    /// join request (so a stale acknowledgement is recognised).
+    pub rooms: RefCell<SmallVec<[(Rc<str>, u32); 2]>>,
+    /// Join requests made so far (numbers them).
+    pub joins: Cell<u32>,
+    /// RESP3 (push messages) after `HELLO 3`.
+    pub resp3: Cell<bool>,
+    out: RefCell<VecDeque<Bytes>>,
+    /// Bytes queued, minus what was already written of the head frame.
+    queued: Cell<usize>,
+    /// Bytes of the head frame already written.
+    head_written: Cell<usize>,
+    limit: usize,
+    /// On the shard's dirty list.
+    pub(crate) dirty: Cell<bool>,
+    /// A task is waiting for the socket to become writable.
+    pub(crate) blocked: Cell<bool>,
+    /// No more frames are accepted; close once flushed.
+    closing: Cell<bool>,
+    /// Gone: the socket is shut down, the reader has ended or will.
+    closed: Cell<bool>,
+}
+
+impl Conn {
+    /// A new connection with an outbound bound of `limit` bytes.
+    pub fn new(id: u64, stream: TcpStream, kind: Kind, user: Rc<str>, limit: usize) -> Self {
+        Self {
+            id,
+            stream,
+            kind,
+            user: RefCell::new(user),
+            rooms: RefCell::new(SmallVec::new()),
+            joins: Cell::new(0),
+            resp3: Cell::new(false),
+            out: RefCell::new(VecDeque::new()),
+            queued: Cell::new(0),
+            head_written: Cell::new(0),
+            limit,
+            dirty: Cell::new(false),
+            blocked: Cell::new(false),
+            closing: Cell::new(false),
+            closed: Cell::new(false),
+        }
+    }
+
+    /// The socket's file descriptor.
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+
+    /// Queues a frame. Does not write; see [`Conn::flush`].
+    pub fn push(&self, frame: Bytes) -> Queued {
+        if self.closing.get() || self.closed.get() {
+            return Queued::Closed;
+        }
+        let queued = self.queued.get() + frame.len();
+        if queued > self.limit {
+            return Queued::OverLimit;
+        }
+        self.queued.set(queued);
+        self.out.borrow_mut().push_back(frame);
+        Queued::Yes
+    }
+
+    /// Queues a last frame regardless of the bound, and refuses any more.
+    /// When the head frame was half written, the last frame is not queued
+    /// (it would corrupt framing); the connection then just closes.
+    pub fn push_last(&self, frame: Option<Bytes>) {
+        if self.closing.get() || self.closed.get() {
+            return;
+        }
+        self.closing.set(true);
+        if let Some(frame) = frame {
+            self.queued.set(self.queued.get() + frame.len());
+            self.out.borrow_mut().push_back(frame);
+        }
+    }
+
+    /// Drops everything queued that has not started to leave, then queues
+    /// `last` if framing allows (for closing a slow consumer).
+    pub fn abandon_queue(&self, last: Option<Bytes>) {
+        let mut out = self.out.borrow_mut();
+        let keep = usize::from(self.head_written.get() > 0);
+        let kept_len = out.front().filter(|_| keep == 1).map_or(0, Bytes::len);
+        out.truncate(keep);
+        self.queued.set(kept_len - self.head_written.get());
+        drop(out);
+        if keep == 0 {
+            self.push_last(last);
+        } else {
+            self.closing.set(true);
+        }
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.queued.get()
+    }
+
+    /// True once no more frames are accepted.
+    pub fn is_closing(&self) -> bool {
+        self.closing.get() || self.closed.get()
+    }
+
+    /// True once the connection is gone.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Marks the connection gone and shuts the socket down both ways, which
+    /// also wakes a reader waiting on it.
+    pub fn shut_down(&self) {
+        if !self.closed.replace(true) {
+            // SAFETY: shutdown on an fd we own; errors (e.g. ENOTCONN) are harmless.
+            unsafe { libc::shutdown(self.fd(), libc::SHUT_RDWR) };
+        }
+    }
+
+    /// Half-closes the write side after the last frame left, so the peer
+    /// sees the end of the stream while we still read its close frame.
+    fn shut_write(&self) {
+        // SAFETY: as above.
+        unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
+    }
+
+    /// Writes as much of the queue as the socket takes, `IOV_BATCH` frames
+    /// per writev. Returns the bytes written too.
+    pub fn flush(&self) -> (Flushed, usize) {
+        let mut total = 0;
+        if self.closed.get() {
+            return (Flushed::Failed, 0);
+        }
+        loop {
+            let mut out = self.out.borrow_mut();
+            if out.is_empty() {
+                drop(out);
+                if self.closing.get() {
+                    self.shut_write();
+                }
+                return (Flushed::All, total);
+            }
+            let mut iov: [libc::iovec; IOV_BATCH] = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; IOV_BATCH];
+            let mut n = 0;
+            let mut want = 0;
+            for (i, frame) in out.iter().take(IOV_BATCH).enumerate() {
+                let skip = if i == 0 { self.head_written.get() } else { 0 };
+                let part = &frame[skip..];
+                iov[i] = libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                };
+                want += part.len();
+                n += 1;
+            }
+            // SAFETY: the iovecs point into frames owned by `out`, which is
+            // borrowed (so not modified) for the duration of the call.
+            let r = unsafe { libc::writev(self.fd(), iov.as_ptr(), n as libc::c_int) };
+            if r < 0 {
+                let err = io::Error::last_os_error();
+                match err.kind() {
+                    io::ErrorKind::WouldBlock => return (Flushed::Blocked, total),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return (Flushed::Failed, total),
+                }
+            }
+            let mut written = r as usize;
+            total += written;
+            self.queued.set(self.queued.get() - written);
+            while written > 0 {
+                let head_left = out[0].len() - self.head_written.get();
+                if written >= head_left {
+                    written -= head_left;
+                    out.pop_front();
+                    self.head_written.set(0);
+                } else {
+                    self.head_written.set(self.head_written.get() + written);
+                    written = 0;
+                }
+            }
+            if (r as usize) < want {
+                return (Flushed::Blocked, total);
+            }
+        }
+    }
+}
+
+/// Reads what the socket has into `buf` without waiting; `Ok(0)` is the end
+/// of the stream, `WouldBlock` means wait for readability.
+pub fn recv_into(fd: RawFd, buf: &mut bytes::BytesMut, min_spare: usize) -> io::Result<usize> {
+    if buf.capacity() - buf.len() < min_spare {
+        buf.reserve(min_spare);
+    }
+    let spare = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: recv writes at most `spare.len()` bytes into the spare
+        // capacity; we only mark as initialised what it reports written.
+        let r = unsafe {
+            libc::recv(
+                fd,
+                spare.as_mut_ptr() as *mut libc::c_void,
+                spare.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            // SAFETY: the kernel initialised `r` bytes.
+            unsafe { buf.set_len(buf.len() + r as usize) };
+            return Ok(r as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Reads at least one byte (or the end of the stream), waiting for
+/// readability only when the socket is empty. While waiting, an empty `buf`
+/// is released so idle connections hold no read buffer.
+pub async fn read_some(
+    stream: &TcpStream,
+    buf: &mut bytes::BytesMut,
+    min_spare: usize,
+) -> io::Result<usize> {
+    loop {
+        match recv_into(stream.as_raw_fd(), buf, min_spare) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if buf.is_empty() {
+                    *buf = bytes::BytesMut::new();
+                }
+                stream.readable(false).await?;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Yields to the other tasks of the shard once, so one busy connection
+/// cannot starve the rest.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Prepares an accepted socket: non-blocking (reads and writes are direct
+/// system calls that must never block the shard) and no Nagle delay (the
+/// shard corks frames itself).
+pub fn prepare_socket(stream: &TcpStream) {
+    let fd = stream.as_raw_fd();
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 && flags & libc::O_NONBLOCK == 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+    let _ = stream.set_nodelay(true);
+}
+
+/// After the last frame was queued: waits (bounded) for the peer to finish,
+/// reading and discarding, so that closing does not reset the connection
+/// before the peer has read our last frame.
+pub async fn linger(conn: &Conn, deadline: std::time::Duration) {
+    let mut scratch = bytes::BytesMut::new();
+    let _ = monoio::time::timeout(deadline, async {
+        while !conn.is_closed() {
+            scratch.clear();
+            match read_some(&conn.stream, &mut scratch, 4096).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}

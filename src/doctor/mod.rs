@@ -1,0 +1,61 @@
+//! `ringcast doctor`: what this host's kernel and limits allow, measured
+//! against the tuning shipped in `sysctl/`.
+//!
+//! # Layout
+//! - [`recommend`]: the `sysctl/` files, compiled in (one source of truth
+//!   with what operators and Ansible install), and the rule for each key.
+//! - [`host`]: process limits, core count and an io_uring probe; also the
+//!   fd-limit raise `ringcast serve` does at start-up.
+//! - [`report`]: reads a `/proc` tree and judges every setting, then
+//!   estimates the concurrent connections the host allows as it is.
+//! - [`render`]: the table and the `--json` object.
+//!
+//! The report is built from a `/proc` root and a [`host::HostFacts`] value,
+//! so tests judge fake hosts with the same code that judges the live one.
+//!
+//! Statuses: `ok`; `low` caps connections or breaks the server (exit 1);
+//! `warn` differs from the recommendation without capping anything.
+
+mod host;
+mod recommend;
+mod render;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+
+use host::HostFacts;
+use report::Report;
+
+/// Runs `ringcast doctor` on this host: prints the table (or one JSON object
+/// with `json`) to stdout and returns the exit code, 0 when nothing limits
+/// the server and 1 when something does.
+pub fn run(json: bool) -> i32 {
+    let report = Report::collect(Path::new("/proc"), &HostFacts::live());
+    let out = if json {
+        render::json(&report)
+    } else {
+        render::text(&report)
+    };
+    print!("{out}");
+    report.exit_code()
+}
+
+/// Raises this process's soft open-files limit to its hard limit, which
+/// needs no privilege; one connection is one descriptor, and the soft limit
+/// is often 1,024. Returns `(old_soft, new_soft)`; `u64::MAX` is unlimited.
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok());
+    host::raise_nofile(nr_open)
+}
+
+/// One line for the start-up log: the fd limit and the connections it
+/// allows, what limits them, somaxconn, io_uring and memlock. For example
+/// `fd limit 20000 → ~19,900 connections; limited by RLIMIT_NOFILE hard
+/// limit; somaxconn 4096; io_uring available; memlock 8 MiB`.
+pub fn startup_summary() -> String {
+    Report::collect(Path::new("/proc"), &HostFacts::live()).summary()
+}

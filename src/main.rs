@@ -1,0 +1,60 @@
+//! The `ringcast` command: `serve` runs the server, `doctor` checks the host.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ringcast",
+    version,
+    about = "io_uring thread-per-core chat edge server (WebSocket + RESP pub/sub)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ringcast::config::ServeArgs),
+    /// Check this host's kernel settings and limits against what ringcast needs.
+    Doctor {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Doctor { json } => std::process::ExitCode::from(ringcast::doctor::run(json) as u8),
+        Command::Serve(args) => {
+            let cfg = match ringcast::config::Config::load(&args) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("ringcast: {e:#}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let filter = EnvFilter::try_from_env("RINGCAST_LOG")
+                .unwrap_or_else(|_| EnvFilter::new(&cfg.log));
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .init();
+            match ringcast::server::serve(cfg) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("ringcast: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

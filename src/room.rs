@@ -1,0 +1,241 @@
+//! A room as its home shard keeps it: the sequence counter, the bounded ring
+//! of recent messages, and who the members are and on which shards.
+//!
+//! This is plain state with no I/O; the shard calls it and does the sending.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+/// Longest room name, in bytes.
+pub const MAX_ROOM_NAME: usize = 128;
+
+/// Checks a room name: 1–128 bytes of `[A-Za-z0-9_.:@-]`.
+pub fn valid_room_name(name: &[u8]) -> bool {
+    (1..=MAX_ROOM_NAME).contains(&name.len())
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'@' | b'-'))
+}
+
+/// The shard a room lives on: FNV-1a of the name modulo the shard count. The
+/// same on every shard and every run, whatever the hasher seeds are.
+pub fn home_of(name: &[u8], shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// One retained message.
+#[derive(Clone, Debug)]
+pub struct Retained {
+    /// Sequence number.
+    pub seq: u64,
+    /// As WebSocket clients see it.
+    pub json: Bytes,
+    /// As RESP subscribers see it.
+    pub resp: Bytes,
+}
+
+/// The home shard's view of a room.
+#[derive(Debug)]
+pub struct HomeRoom {
+    /// Last sequence number given out (0: none yet).
+    seq: u64,
+    /// The most recent messages, oldest first, at most `capacity`.
+    history: VecDeque<Retained>,
+    capacity: usize,
+    /// Member connection → user name.
+    members: AHashMap<u64, Rc<str>>,
+    /// Member connections per shard, indexed by shard id.
+    per_shard: SmallVec<[u32; 8]>,
+}
+
+/// What a join did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// A new member.
+    New,
+    /// Already a member; nothing changed.
+    Again,
+    /// The room is full.
+    Full,
+}
+
+impl HomeRoom {
+    /// An empty room for a mesh of `shards` shards keeping `capacity` messages.
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        Self {
+            seq: 0,
+            history: VecDeque::new(),
+            capacity,
+            members: AHashMap::new(),
+            per_shard: SmallVec::from_elem(0, shards),
+        }
+    }
+
+    /// Last sequence number given out.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Adds a member connection; `max_members` of 0 means unlimited.
+    pub fn join(&mut self, conn: u64, shard: usize, user: Rc<str>, max_members: usize) -> Joined {
+        if self.members.contains_key(&conn) {
+            return Joined::Again;
+        }
+        if max_members > 0 && self.members.len() >= max_members {
+            return Joined::Full;
+        }
+        self.members.insert(conn, user);
+        self.per_shard[shard] += 1;
+        Joined::New
+    }
+
+    /// Removes a member; returns its user name if it was one.
+    pub fn leave(&mut self, conn: u64, shard: usize) -> Option<Rc<str>> {
+        let user = self.members.remove(&conn)?;
+        self.per_shard[shard] -= 1;
+        Some(user)
+    }
+
+    /// Gives the next sequence number to a message and retains it. `build`
+    /// gets the seq and returns the message's client-visible bytes.
+    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Bytes)) -> Retained {
+        self.seq += 1;
+        let (json, resp) = build(self.seq);
+        let entry = Retained {
+            seq: self.seq,
+            json,
+            resp,
+        };
+        if self.capacity > 0 {
+            if self.history.len() == self.capacity {
+                self.history.pop_front();
+            }
+            self.history.push_back(entry.clone());
+        }
+        entry
+    }
+
+    /// Retained messages with seq > `since`, oldest first, and whether that
+    /// is all of them (false when some were already dropped from the ring).
+    pub fn since(&self, since: u64) -> (bool, impl Iterator<Item = &Retained>) {
+        let oldest_kept = self.history.front().map_or(self.seq + 1, |e| e.seq);
+        let recovered = since + 1 >= oldest_kept || since >= self.seq;
+        let skip = self.history.partition_point(|e| e.seq <= since);
+        (recovered, self.history.iter().skip(skip))
+    }
+
+    /// Shards that have at least one member.
+    pub fn member_shards(&self) -> impl Iterator<Item = usize> + '_ {
+        self.per_shard
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(s, _)| s)
+    }
+
+    /// Member connections.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Distinct user names of the members, sorted.
+    pub fn users(&self) -> Vec<Rc<str>> {
+        let mut users: Vec<Rc<str>> = self.members.values().cloned().collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// True when the room has no members and nothing retained, so it can go.
+    pub fn is_vacant(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> (Bytes, Bytes) {
+        (
+            Bytes::from(format!("j{seq}")),
+            Bytes::from(format!("r{seq}")),
+        )
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room_name(b"lobby"));
+        assert!(valid_room_name(b"team:42@acme.org_x-y"));
+        assert!(valid_room_name(&[b'a'; 128]));
+        assert!(!valid_room_name(&[b'a'; 129]));
+        assert!(!valid_room_name(b""));
+        assert!(!valid_room_name(b"has space"));
+        assert!(!valid_room_name("é".as_bytes()));
+        assert!(!valid_room_name(b"a/b"));
+    }
+
+    #[test]
+    fn home_is_stable_and_spread() {
+        assert_eq!(home_of(b"lobby", 4), home_of(b"lobby", 4));
+        assert_eq!(home_of(b"anything", 1), 0);
+        let mut seen = [0; 4];
+        for i in 0..400 {
+            seen[home_of(format!("room-{i}").as_bytes(), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn seqs_are_gap_free_and_history_is_bounded() {
+        let mut room = HomeRoom::new(2, 3);
+        for want in 1..=5 {
+            assert_eq!(room.append(msg).seq, want);
+        }
+        let (recovered, it) = room.since(0);
+        assert!(!recovered, "1 and 2 were dropped");
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let (recovered, it) = room.since(2);
+        assert!(recovered);
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let (recovered, it) = room.since(4);
+        assert!(recovered);
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+        let (recovered, it) = room.since(9);
+        assert!(recovered);
+        assert_eq!(it.count(), 0);
+    }
+
+    #[test]
+    fn empty_room_recovers_from_zero() {
+        let room = HomeRoom::new(1, 3);
+        let (recovered, it) = room.since(0);
+        assert!(recovered);
+        assert_eq!(it.count(), 0);
+    }
+
+    #[test]
+    fn members_per_shard_and_limits() {
+        let mut room = HomeRoom::new(3, 8);
+        let u: Rc<str> = "ann".into();
+        assert_eq!(room.join(1, 0, u.clone(), 2), Joined::New);
+        assert_eq!(room.join(1, 0, u.clone(), 2), Joined::Again);
+        assert_eq!(room.join(2, 2, u.clone(), 2), Joined::New);
+        assert_eq!(room.join(3, 1, "bob".into(), 2), Joined::Full);
+        assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(room.users().len(), 1);
+        assert_eq!(room.leave(1, 0).as_deref(), Some("ann"));
+        assert_eq!(room.leave(1, 0), None);
+        assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(room.member_count(), 1);
+    }
+}

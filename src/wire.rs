@@ -1,0 +1,227 @@
+//! Frames between shards, archived with rkyv and carried as `Bytes`.
+//!
+//! A frame is archived once by its sender and read in place by its receiver:
+//! the receiving shard takes the message bodies out of the ring buffer with
+//! `Bytes::slice_ref`, so a room message crosses cores without being copied
+//! again. The archive format is unaligned (rkyv's `unaligned` feature) so any
+//! `Bytes` can be read without re-aligning it.
+//!
+//! A connection id carries its shard in the top 16 bits, so replies find
+//! their way back without naming the origin shard.
+
+use bytes::Bytes;
+use rkyv::rancor;
+
+/// Which shard a connection id belongs to.
+#[inline]
+pub fn shard_of(conn: u64) -> usize {
+    (conn >> 48) as usize
+}
+
+/// Builds a connection id from a shard and a per-shard counter.
+#[inline]
+pub fn conn_id(shard: usize, n: u64) -> u64 {
+    ((shard as u64) << 48) | (n & ((1 << 48) - 1))
+}
+
+/// Error codes a home shard can answer with.
+pub mod code {
+    /// No error.
+    pub const OK: u8 = 0;
+    /// The room has `max_members_per_room` members already.
+    pub const ROOM_FULL: u8 = 1;
+}
+
+/// One retained message, as sent back for `since` recovery.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// Room sequence number.
+    pub seq: u64,
+    /// The message as WebSocket clients see it (JSON object).
+    pub json: Vec<u8>,
+    /// The payload as RESP subscribers see it.
+    pub resp: Vec<u8>,
+}
+
+/// A frame between shards. Requests go to a room's home shard; deliveries
+/// and replies come back from it.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// A connection joins a room (to the home shard).
+    Join {
+        /// Room name.
+        room: String,
+        /// Joining connection.
+        conn: u64,
+        /// Its user name.
+        user: String,
+        /// Deliver retained messages after this seq first.
+        since: Option<u64>,
+        /// The request id to echo (raw JSON), or empty.
+        req: Vec<u8>,
+        /// Numbers the connection's joins, so a stale answer is recognised.
+        epoch: u32,
+    },
+    /// A connection leaves a room (to the home shard).
+    Leave {
+        /// Room name.
+        room: String,
+        /// Leaving connection.
+        conn: u64,
+    },
+    /// A message to sequence (to the home shard).
+    Publish {
+        /// Room name.
+        room: String,
+        /// Publishing connection.
+        conn: u64,
+        /// Its user name.
+        user: String,
+        /// Compact JSON of `data` (WebSocket), or raw bytes (RESP).
+        data: Vec<u8>,
+        /// True when `data` is raw bytes rather than JSON.
+        raw: bool,
+        /// The request id to echo, or empty.
+        req: Vec<u8>,
+    },
+    /// A typing indicator (to the home shard).
+    Typing {
+        /// Room name.
+        room: String,
+        /// Typing connection (it does not get its own event).
+        conn: u64,
+        /// Its user name.
+        user: String,
+        /// Typing or stopped.
+        state: bool,
+    },
+    /// Asks for the members of a room (to the home shard).
+    Members {
+        /// Room name.
+        room: String,
+        /// Asking connection.
+        conn: u64,
+        /// The request id to echo, or empty.
+        req: Vec<u8>,
+    },
+    /// Asks for retained messages (to the home shard).
+    History {
+        /// Room name.
+        room: String,
+        /// Asking connection.
+        conn: u64,
+        /// The request id to echo, or empty.
+        req: Vec<u8>,
+        /// Messages with seq greater than this.
+        since: u64,
+        /// At most this many.
+        limit: u32,
+    },
+    /// A sequenced message for a member shard's local members.
+    Deliver {
+        /// Room name.
+        room: String,
+        /// Room sequence number.
+        seq: u64,
+        /// As WebSocket clients see it.
+        json: Vec<u8>,
+        /// As RESP subscribers see it.
+        resp: Vec<u8>,
+    },
+    /// An unsequenced event (presence, typing) for a member shard.
+    Ephemeral {
+        /// Room name.
+        room: String,
+        /// A connection that must not get it (the one it is about), or 0.
+        exclude: u64,
+        /// The event as WebSocket clients see it.
+        json: Vec<u8>,
+    },
+    /// The home shard's answer to [`Wire::Join`].
+    JoinAck {
+        /// Room name.
+        room: String,
+        /// Joining connection.
+        conn: u64,
+        /// The request id to echo.
+        req: Vec<u8>,
+        /// The room's last seq at the moment of joining.
+        seq: u64,
+        /// False when `since` was older than what is retained.
+        recovered: bool,
+        /// [`code`] of the answer.
+        error: u8,
+        /// Retained messages after `since`, oldest first.
+        backlog: Vec<Entry>,
+        /// The `epoch` of the join this answers.
+        epoch: u32,
+    },
+    /// The home shard's answer to [`Wire::Publish`].
+    PublishAck {
+        /// Room name.
+        room: String,
+        /// Publishing connection.
+        conn: u64,
+        /// The request id to echo.
+        req: Vec<u8>,
+        /// The seq the message got.
+        seq: u64,
+        /// Member connections of the room when it was sequenced.
+        receivers: u32,
+    },
+    /// A ready-made JSON reply for one connection.
+    Reply {
+        /// The connection.
+        conn: u64,
+        /// The reply text.
+        json: Vec<u8>,
+    },
+}
+
+/// Archives a frame into a fresh buffer.
+pub fn encode(frame: &Wire) -> Bytes {
+    let vec = rkyv::api::high::to_bytes_in::<_, rancor::Error>(frame, Vec::with_capacity(256))
+        .expect("archiving into a Vec cannot fail");
+    Bytes::from(vec)
+}
+
+/// Reads a frame in place, validating it.
+pub fn decode(bytes: &[u8]) -> Result<&ArchivedWire, rancor::Error> {
+    rkyv::access::<ArchivedWire, rancor::Error>(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_zero_copy_slice() {
+        let frame = Wire::Deliver {
+            room: "lobby".into(),
+            seq: 7,
+            json: br#"{"op":"message"}"#.to_vec(),
+            resp: b"hi".to_vec(),
+        };
+        let bytes = encode(&frame);
+        let ArchivedWire::Deliver { seq, json, .. } = decode(&bytes).unwrap() else {
+            panic!("wrong variant")
+        };
+        assert_eq!(seq.to_native(), 7);
+        let body = bytes.slice_ref(json.as_slice());
+        assert_eq!(&body[..], br#"{"op":"message"}"#);
+        let back: Wire = rkyv::deserialize::<Wire, rancor::Error>(decode(&bytes).unwrap()).unwrap();
+        assert_eq!(back, frame);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode(b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn conn_ids_carry_their_shard() {
+        let id = conn_id(3, 12345);
+        assert_eq!(shard_of(id), 3);
+        assert_ne!(conn_id(0, 1), conn_id(1, 1));
+    }
+}
