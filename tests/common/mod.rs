@@ -1,0 +1,219 @@
+//! Test harness: starts the real `ringcast` binary on ephemeral loopback
+//! ports and connects real clients (tokio-tungstenite, the redis crate).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single expected event may take before a test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A running server.
+pub struct Server {
+    child: Option<Child>,
+    /// WebSocket address.
+    pub ws: SocketAddr,
+    /// RESP address.
+    pub resp: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+}
+
+impl Server {
+    /// Starts `ringcast serve --shards 2` on ephemeral ports plus `extra` flags.
+    pub fn start(extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve",
+            "--shards",
+            "2",
+            "--ws",
+            "127.0.0.1:0",
+            "--resp",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--log",
+            "warn",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ringcast");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        Server {
+            ws: field("ws"),
+            resp: field("resp"),
+            admin: field("admin"),
+            child: Some(child),
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// `GET path` on the admin port: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        http_get(self.admin, path).await
+    }
+
+    /// `/stats` as JSON.
+    pub async fn stats(&self) -> Value {
+        let (status, body) = self.admin_get("/stats").await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A WebSocket chat client.
+pub struct Client {
+    /// The stream.
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The shard it landed on (from the welcome).
+    pub shard: u64,
+    /// Its user name.
+    pub user: String,
+}
+
+impl Client {
+    /// Connects to `/ws?user=NAME` and reads the welcome.
+    pub async fn connect(server: &Server, user: &str) -> Client {
+        let url = format!("ws://{}/ws?user={user}", server.ws);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let mut c = Client { ws, shard: 0, user: user.into() };
+        let welcome = c.recv().await;
+        assert_eq!(welcome["op"], "welcome", "{welcome}");
+        assert_eq!(welcome["user"], user);
+        c.shard = welcome["shard"].as_u64().unwrap();
+        c
+    }
+
+    /// Sends a JSON request.
+    pub async fn send(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    /// Receives the next JSON message.
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let msg = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a message")
+                .expect("stream ended")
+                .expect("websocket error");
+            match msg {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// Receives until a message with `"op": op` arrives, skipping others
+    /// (presence and typing events).
+    pub async fn recv_op(&mut self, op: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["op"] == op {
+                return v;
+            }
+        }
+    }
+
+    /// Receives the next message that is not a presence or typing event.
+    pub async fn recv_main(&mut self) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["op"] != "presence" && v["op"] != "typing" {
+                return v;
+            }
+        }
+    }
+
+    /// Joins a room and waits for the ok; returns it.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(serde_json::json!({"op":"join","room":room,"id":"j"})).await;
+        let ok = self.recv_main().await;
+        assert_eq!(ok["op"], "ok", "{ok}");
+        assert_eq!(ok["room"], room);
+        ok
+    }
+}
+
+/// Connects clients until at least `per_shard` are on each of `shards`
+/// shards (the kernel spreads connections by hash), returning them all.
+pub async fn clients_on_every_shard(server: &Server, shards: u64, per_shard: usize, prefix: &str) -> Vec<Client> {
+    let mut out: Vec<Client> = Vec::new();
+    let mut n = 0;
+    while (0..shards).any(|s| out.iter().filter(|c| c.shard == s).count() < per_shard) {
+        assert!(n < 2000, "could not get clients on every shard");
+        let c = Client::connect(server, &format!("{prefix}{n}")).await;
+        n += 1;
+        if out.iter().filter(|x| x.shard == c.shard).count() < per_shard {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Sums a per-shard counter from /stats.
+pub fn per_shard(stats: &Value, field: &str) -> Vec<u64> {
+    stats["shards"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap()).collect()
+}
