@@ -188,14 +188,16 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
         },
         "members" => Request::Members { room: room()? },
         "ping" => Request::Ping,
-        other => return Err(ApiError::new(
-            "unknown_op",
-            ErrorKind::UnknownOp,
-            format!(
+        other => {
+            return Err(ApiError::new(
+                "unknown_op",
+                ErrorKind::UnknownOp,
+                format!(
                 "unknown op {:?}; expected join, leave, publish, typing, history, members or ping",
                 truncate(other, 32)
             ),
-        )),
+            ))
+        }
     })
 }
 

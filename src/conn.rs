@@ -55,6 +55,9 @@ pub enum Flushed {
 /// Most iovecs per writev.
 const IOV_BATCH: usize = 64;
 
+/// A connection's rooms, each with the number of its latest join request.
+pub type Rooms = SmallVec<[(Rc<str>, u32); 2]>;
+
 /// One client connection.
 pub struct Conn {
     /// Globally unique id (shard in the top 16 bits).
@@ -69,7 +72,7 @@ pub struct Conn {
     pub user: RefCell<Rc<str>>,
     /// Rooms joined or being joined, each with the number of its latest
     /// join request (so a stale acknowledgement is recognised).
-    pub rooms: RefCell<SmallVec<[(Rc<str>, u32); 2]>>,
+    pub rooms: RefCell<Rooms>,
     /// Join requests made so far (numbers them).
     pub joins: Cell<u32>,
     /// RESP3 (push messages) after `HELLO 3`.

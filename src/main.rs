@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ringcast::config::ServeArgs),
+    Serve(Box<ringcast::config::ServeArgs>),
     /// Check this host's kernel settings and limits against what ringcast needs.
     Doctor {
         /// Print JSON for scripts.

@@ -865,10 +865,10 @@ impl Node {
     pub fn leave(&self, conn: &Rc<Conn>, room: &str) -> bool {
         let removed = {
             let mut rooms = conn.rooms.borrow_mut();
-            match rooms.iter().position(|(r, _)| &**r == room) {
-                Some(i) => Some(rooms.swap_remove(i).0),
-                None => None,
-            }
+            rooms
+                .iter()
+                .position(|(r, _)| &**r == room)
+                .map(|i| rooms.swap_remove(i).0)
         };
         let Some(rc) = removed else { return false };
         self.local_remove(&rc, conn);

@@ -13,7 +13,8 @@ async fn welcome_join_publish_and_ack() {
     let ok = a.join("lobby").await;
     assert_eq!(ok["seq"], 0);
     assert_eq!(ok["id"], "j");
-    a.send(json!({"op":"publish","room":"lobby","data":{"text":"hello", "n": [1, 2]},"id":42})).await;
+    a.send(json!({"op":"publish","room":"lobby","data":{"text":"hello", "n": [1, 2]},"id":42}))
+        .await;
     // The ack and the delivery both come; the delivery carries seq, user, ts.
     let mut got_ack = false;
     let mut got_msg = false;
@@ -47,13 +48,20 @@ async fn members_on_different_shards_see_each_other() {
     }
     let (s0, s1) = (clients[0].shard, clients[1].shard);
     assert_ne!(s0, s1, "one client per shard");
-    clients[0].send(json!({"op":"publish","room":"cross","data":"from first"})).await;
-    clients[1].send(json!({"op":"publish","room":"cross","data":"from second"})).await;
+    clients[0]
+        .send(json!({"op":"publish","room":"cross","data":"from first"}))
+        .await;
+    clients[1]
+        .send(json!({"op":"publish","room":"cross","data":"from second"}))
+        .await;
     for c in clients.iter_mut() {
         let mut seen = Vec::new();
         while seen.len() < 2 {
             let v = c.recv_op("message").await;
-            seen.push((v["seq"].as_u64().unwrap(), v["data"].as_str().unwrap().to_string()));
+            seen.push((
+                v["seq"].as_u64().unwrap(),
+                v["data"].as_str().unwrap().to_string(),
+            ));
         }
         assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
     }
@@ -79,7 +87,8 @@ async fn ordering_and_no_loss_across_shards() {
     for (pi, mut p) in publishers.drain(..).enumerate() {
         tasks.push(tokio::spawn(async move {
             for i in 0..PER_PUBLISHER {
-                p.send(json!({"op":"publish","room":"big","data":{"p":pi,"i":i}})).await;
+                p.send(json!({"op":"publish","room":"big","data":{"p":pi,"i":i}}))
+                    .await;
             }
             let mut acks = Vec::new();
             while acks.len() < PER_PUBLISHER {
@@ -103,19 +112,34 @@ async fn ordering_and_no_loss_across_shards() {
     let mut all_acks: Vec<u64> = Vec::new();
     for t in tasks {
         let acks = t.await.unwrap();
-        assert!(acks.windows(2).all(|w| w[0] < w[1]), "one publisher's acks rise");
+        assert!(
+            acks.windows(2).all(|w| w[0] < w[1]),
+            "one publisher's acks rise"
+        );
         all_acks.extend(acks);
     }
     all_acks.sort_unstable();
-    assert_eq!(all_acks, (1..=total as u64).collect::<Vec<_>>(), "every publish acked once");
+    assert_eq!(
+        all_acks,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "every publish acked once"
+    );
     let mut first: Option<Vec<(u64, Value)>> = None;
     for r in readers {
         let got = r.await.unwrap();
         let seqs: Vec<u64> = got.iter().map(|x| x.0).collect();
-        assert_eq!(seqs, (1..=total as u64).collect::<Vec<_>>(), "gap-free, no duplicates, in order");
+        assert_eq!(
+            seqs,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "gap-free, no duplicates, in order"
+        );
         // Each publisher's own messages arrive in the order it sent them.
         for pi in 0..(2 * PUBLISHERS_PER_SHARD) {
-            let is: Vec<u64> = got.iter().filter(|x| x.1["p"] == pi).map(|x| x.1["i"].as_u64().unwrap()).collect();
+            let is: Vec<u64> = got
+                .iter()
+                .filter(|x| x.1["p"] == pi)
+                .map(|x| x.1["i"].as_u64().unwrap())
+                .collect();
             assert_eq!(is, (0..PER_PUBLISHER as u64).collect::<Vec<_>>());
         }
         match &first {
@@ -149,17 +173,25 @@ async fn join_with_since_recovers_exactly_the_missed_messages() {
     while last < 8 {
         last = p.recv_op("ok").await["seq"].as_u64().unwrap();
     }
-    m.send(json!({"op":"join","room":"rec","since":3,"id":2})).await;
+    m.send(json!({"op":"join","room":"rec","since":3,"id":2}))
+        .await;
     let ok = m.recv_main().await;
     assert_eq!(ok, json!({"op":"ok","id":2,"room":"rec","seq":8}));
     for want in 4..=8 {
         let v = m.recv_main().await;
-        assert_eq!((v["op"].as_str(), v["seq"].as_u64()), (Some("message"), Some(want)));
+        assert_eq!(
+            (v["op"].as_str(), v["seq"].as_u64()),
+            (Some("message"), Some(want))
+        );
         assert_eq!(v["data"], want - 1);
     }
-    p.send(json!({"op":"publish","room":"rec","data":"live"})).await;
+    p.send(json!({"op":"publish","room":"rec","data":"live"}))
+        .await;
     let v = m.recv_main().await;
-    assert_eq!((v["seq"].as_u64(), v["data"].as_str()), (Some(9), Some("live")));
+    assert_eq!(
+        (v["seq"].as_u64(), v["data"].as_str()),
+        (Some(9), Some("live"))
+    );
 }
 
 #[tokio::test]
@@ -168,7 +200,8 @@ async fn since_older_than_history_says_not_recovered() {
     let mut p = Client::connect(&server, "p").await;
     p.join("short").await;
     for i in 0..10 {
-        p.send(json!({"op":"publish","room":"short","data":i})).await;
+        p.send(json!({"op":"publish","room":"short","data":i}))
+            .await;
     }
     let mut last = 0;
     while last < 10 {
@@ -178,16 +211,27 @@ async fn since_older_than_history_says_not_recovered() {
     m.send(json!({"op":"join","room":"short","since":2})).await;
     let ok = m.recv_main().await;
     assert_eq!(ok["recovered"], false, "{ok}");
-    let seqs: Vec<u64> = [m.recv_main().await, m.recv_main().await, m.recv_main().await, m.recv_main().await]
-        .iter()
-        .map(|v| v["seq"].as_u64().unwrap())
-        .collect();
+    let seqs: Vec<u64> = [
+        m.recv_main().await,
+        m.recv_main().await,
+        m.recv_main().await,
+        m.recv_main().await,
+    ]
+    .iter()
+    .map(|v| v["seq"].as_u64().unwrap())
+    .collect();
     assert_eq!(seqs, vec![7, 8, 9, 10]);
-    m.send(json!({"op":"history","room":"short","since":8,"limit":10,"id":"h"})).await;
+    m.send(json!({"op":"history","room":"short","since":8,"limit":10,"id":"h"}))
+        .await;
     let h = m.recv_main().await;
     assert_eq!(h["op"], "history");
     assert_eq!(h["id"], "h");
-    let hs: Vec<u64> = h["messages"].as_array().unwrap().iter().map(|v| v["seq"].as_u64().unwrap()).collect();
+    let hs: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
     assert_eq!(hs, vec![9, 10]);
 }
 
@@ -200,16 +244,26 @@ async fn presence_typing_and_members() {
     a.join("team").await;
     b.send(json!({"op":"join","room":"team"})).await;
     let p = a.recv_op("presence").await;
-    assert_eq!(p, json!({"op":"presence","room":"team","user":b.user,"event":"join"}));
+    assert_eq!(
+        p,
+        json!({"op":"presence","room":"team","user":b.user,"event":"join"})
+    );
     b.recv_op("ok").await;
-    b.send(json!({"op":"typing","room":"team","state":true})).await;
+    b.send(json!({"op":"typing","room":"team","state":true}))
+        .await;
     let t = a.recv_op("typing").await;
-    assert_eq!(t, json!({"op":"typing","room":"team","user":b.user,"state":true}));
+    assert_eq!(
+        t,
+        json!({"op":"typing","room":"team","user":b.user,"state":true})
+    );
     a.send(json!({"op":"members","room":"team","id":5})).await;
     let m = a.recv_op("members").await;
     let mut want = vec![a.user.clone(), b.user.clone()];
     want.sort();
-    assert_eq!(m, json!({"op":"members","id":5,"room":"team","users":want,"count":2}));
+    assert_eq!(
+        m,
+        json!({"op":"members","id":5,"room":"team","users":want,"count":2})
+    );
     drop(b);
     let p = a.recv_op("presence").await;
     assert_eq!(p["event"], "leave");
@@ -269,7 +323,11 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
         let mut acks = 0u64;
         while acks < N {
             match futures_util::StreamExt::next(&mut acks_in).await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) if t.contains("\"op\":\"ok\"") => acks += 1,
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))
+                    if t.contains("\"op\":\"ok\"") =>
+                {
+                    acks += 1
+                }
                 Some(Ok(_)) => {}
                 other => panic!("publisher stream ended: {other:?}"),
             }
@@ -281,14 +339,20 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
             progress.changed().await.unwrap();
         }
         let req = json!({"op":"publish","room":"flood","data":{"i":i,"blob":blob}});
-        futures_util::SinkExt::send(&mut sender, tokio_tungstenite::tungstenite::Message::Text(req.to_string().into()))
-            .await
-            .unwrap();
+        futures_util::SinkExt::send(
+            &mut sender,
+            tokio_tungstenite::tungstenite::Message::Text(req.to_string()),
+        )
+        .await
+        .unwrap();
     }
     assert_eq!(tokio::time::timeout(WAIT, acks).await.unwrap().unwrap(), N);
     assert_eq!(reader_task.await.unwrap(), N);
     let stats = server.stats().await;
-    assert!(stats["node"]["slow_consumer_closes"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["node"]["slow_consumer_closes"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
     // The slow socket was closed by the server: draining it ends (EOF or reset).
     let mut sink = vec![0u8; 1 << 16];
     let drained = tokio::time::timeout(WAIT, async {
@@ -300,7 +364,10 @@ async fn slow_consumer_is_closed_and_others_keep_receiving() {
         }
     })
     .await;
-    assert!(drained.is_ok(), "the slow consumer's connection was not closed");
+    assert!(
+        drained.is_ok(),
+        "the slow consumer's connection was not closed"
+    );
 }
 
 #[tokio::test]
@@ -313,7 +380,9 @@ async fn stats_and_metrics_move_per_shard() {
     for c in clients.iter_mut() {
         c.join("stat").await;
     }
-    clients[0].send(json!({"op":"publish","room":"stat","data":1})).await;
+    clients[0]
+        .send(json!({"op":"publish","room":"stat","data":1}))
+        .await;
     for c in clients.iter_mut() {
         c.recv_op("message").await;
     }
@@ -322,14 +391,23 @@ async fn stats_and_metrics_move_per_shard() {
     assert_eq!(per_shard(&after, "connections"), vec![1, 1]);
     assert_eq!(after["node"]["messages_in"], 1);
     assert_eq!(after["node"]["memberships"], 2);
-    assert!(after["node"]["ring_sent"].as_u64().unwrap() >= 1, "members on two shards need the ring");
+    assert!(
+        after["node"]["ring_sent"].as_u64().unwrap() >= 1,
+        "members on two shards need the ring"
+    );
     for s in after["shards"].as_array().unwrap() {
         assert!(["io_uring", "epoll"].contains(&s["driver"].as_str().unwrap()));
     }
     let (status, metrics) = server.admin_get("/metrics").await;
     assert_eq!(status, 200);
-    assert!(metrics.contains("ringcast_deliveries_total{shard=\"0\"} 1"), "{metrics}");
-    assert!(metrics.contains("ringcast_deliveries_total{shard=\"1\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("ringcast_deliveries_total{shard=\"0\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringcast_deliveries_total{shard=\"1\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("# TYPE ringcast_connections_ws gauge"));
     let (status, body) = server.admin_get("/healthz").await;
     assert_eq!((status, body.trim()), (200, "ok"));
@@ -346,7 +424,11 @@ async fn graceful_shutdown_closes_with_1001_and_exits_zero() {
     let status = tokio::task::spawn_blocking(move || server.stop());
     for c in clients.iter_mut() {
         let frame = loop {
-            let msg = tokio::time::timeout(WAIT, c.ws.next()).await.unwrap().unwrap().unwrap();
+            let msg = tokio::time::timeout(WAIT, c.ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
             if let Message::Close(frame) = msg {
                 break frame;
             }

@@ -118,10 +118,12 @@ impl Handle {
 
     /// Waits for every shard thread to end. Returns false if one panicked.
     pub fn join(self) -> bool {
-        self.threads
-            .into_iter()
-            .map(|t| t.join().is_ok())
-            .fold(true, |a, b| a && b)
+        // Join every thread, even after one failed.
+        let mut all_ok = true;
+        for thread in self.threads {
+            all_ok &= thread.join().is_ok();
+        }
+        all_ok
     }
 
     /// Number of shards started.

@@ -52,7 +52,9 @@ impl Server {
             .expect("start ringcast");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
         let field = |name: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))
@@ -77,7 +79,10 @@ impl Server {
             if let Some(status) = child.try_wait().unwrap() {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "server did not exit after SIGTERM");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -113,12 +118,20 @@ impl Drop for Server {
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -136,8 +149,14 @@ impl Client {
     /// Connects to `/ws?user=NAME` and reads the welcome.
     pub async fn connect(server: &Server, user: &str) -> Client {
         let url = format!("ws://{}/ws?user={user}", server.ws);
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
-        let mut c = Client { ws, shard: 0, user: user.into() };
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let mut c = Client {
+            ws,
+            shard: 0,
+            user: user.into(),
+        };
         let welcome = c.recv().await;
         assert_eq!(welcome["op"], "welcome", "{welcome}");
         assert_eq!(welcome["user"], user);
@@ -147,7 +166,7 @@ impl Client {
 
     /// Sends a JSON request.
     pub async fn send(&mut self, v: Value) {
-        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+        self.ws.send(Message::Text(v.to_string())).await.unwrap();
     }
 
     /// Receives the next JSON message.
@@ -189,7 +208,8 @@ impl Client {
 
     /// Joins a room and waits for the ok; returns it.
     pub async fn join(&mut self, room: &str) -> Value {
-        self.send(serde_json::json!({"op":"join","room":room,"id":"j"})).await;
+        self.send(serde_json::json!({"op":"join","room":room,"id":"j"}))
+            .await;
         let ok = self.recv_main().await;
         assert_eq!(ok["op"], "ok", "{ok}");
         assert_eq!(ok["room"], room);
@@ -199,7 +219,12 @@ impl Client {
 
 /// Connects clients until at least `per_shard` are on each of `shards`
 /// shards (the kernel spreads connections by hash), returning them all.
-pub async fn clients_on_every_shard(server: &Server, shards: u64, per_shard: usize, prefix: &str) -> Vec<Client> {
+pub async fn clients_on_every_shard(
+    server: &Server,
+    shards: u64,
+    per_shard: usize,
+    prefix: &str,
+) -> Vec<Client> {
     let mut out: Vec<Client> = Vec::new();
     let mut n = 0;
     while (0..shards).any(|s| out.iter().filter(|c| c.shard == s).count() < per_shard) {
@@ -215,5 +240,10 @@ pub async fn clients_on_every_shard(server: &Server, shards: u64, per_shard: usi
 
 /// Sums a per-shard counter from /stats.
 pub fn per_shard(stats: &Value, field: &str) -> Vec<u64> {
-    stats["shards"].as_array().unwrap().iter().map(|s| s[field].as_u64().unwrap()).collect()
+    stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[field].as_u64().unwrap())
+        .collect()
 }
