@@ -73,11 +73,16 @@ pub struct Conn {
     /// Rooms joined or being joined, each with the number of its latest
     /// join request (so a stale acknowledgement is recognised).
     pub rooms: RefCell<Rooms>,
-    /// Join requests made so far (numbers them).
-    pub joins: Cell<u32>,
+    /// Numbers join requests and deferred replies.
+    pub tickets: Cell<u32>,
     /// RESP3 (push messages) after `HELLO 3`.
     pub resp3: Cell<bool>,
     out: RefCell<VecDeque<Bytes>>,
+    /// Replies owed in request order whose content another shard decides
+    /// (RESP answers PUBLISH and SUBSCRIBE once the room's home has acted).
+    /// While any is owed, later frames wait behind it, so a pipelining
+    /// client gets its replies in order. Allocated only when needed.
+    deferred: RefCell<Option<Box<VecDeque<(u32, Option<Bytes>)>>>>,
     /// Bytes queued, minus what was already written of the head frame.
     queued: Cell<usize>,
     /// Bytes of the head frame already written.
@@ -102,7 +107,8 @@ impl Conn {
             kind,
             user: RefCell::new(user),
             rooms: RefCell::new(SmallVec::new()),
-            joins: Cell::new(0),
+            tickets: Cell::new(0),
+            deferred: RefCell::new(None),
             resp3: Cell::new(false),
             out: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
@@ -130,8 +136,57 @@ impl Conn {
             return Queued::OverLimit;
         }
         self.queued.set(queued);
-        self.out.borrow_mut().push_back(frame);
+        match self.deferred.borrow_mut().as_mut() {
+            Some(owed) if !owed.is_empty() => owed.push_back((0, Some(frame))),
+            _ => self.out.borrow_mut().push_back(frame),
+        }
         Queued::Yes
+    }
+
+    /// The next ticket number.
+    pub fn ticket(&self) -> u32 {
+        let t = self.tickets.get().wrapping_add(1);
+        self.tickets.set(t);
+        t
+    }
+
+    /// Reserves the place of a reply that will be known later; returns the
+    /// ticket to [`Conn::fulfil`] it with.
+    pub fn defer(&self) -> u32 {
+        let ticket = self.ticket();
+        self.deferred
+            .borrow_mut()
+            .get_or_insert_with(Default::default)
+            .push_back((ticket, None));
+        ticket
+    }
+
+    /// Puts the reply for `ticket` in its place and moves every reply that
+    /// is now due into the outbound queue. Returns true if any moved.
+    pub fn fulfil(&self, ticket: u32, frame: Bytes) -> bool {
+        if self.is_closing() {
+            return false;
+        }
+        let mut deferred = self.deferred.borrow_mut();
+        let Some(owed) = deferred.as_mut() else {
+            return false;
+        };
+        let Some(slot) = owed.iter_mut().find(|(t, f)| *t == ticket && f.is_none()) else {
+            return false;
+        };
+        self.queued.set(self.queued.get() + frame.len());
+        slot.1 = Some(frame);
+        let mut out = self.out.borrow_mut();
+        let mut moved = false;
+        while let Some((_, Some(_))) = owed.front() {
+            let (_, frame) = owed.pop_front().expect("front exists");
+            out.push_back(frame.expect("checked"));
+            moved = true;
+        }
+        if owed.is_empty() {
+            *deferred = None;
+        }
+        moved
     }
 
     /// Queues a last frame regardless of the bound, and refuses any more.

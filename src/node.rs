@@ -178,6 +178,15 @@ impl Node {
         self.reply_json(conn, &api::error(id, err.code, &err.message));
     }
 
+    /// Delivers a deferred RESP reply carried back as `req`.
+    fn fulfil(&self, conn: &Rc<Conn>, req: &[u8], frame: Bytes) {
+        if let Some((ticket, _)) = resp_ticket(req) {
+            if conn.fulfil(ticket, frame) {
+                self.mark_dirty(conn);
+            }
+        }
+    }
+
     fn mark_dirty(&self, conn: &Rc<Conn>) {
         if !conn.dirty.replace(true) {
             let mut dirty = self.dirty.borrow_mut();
@@ -322,6 +331,14 @@ impl Node {
     /// should stop taking requests until the other shards catch up.
     pub fn backlogged(&self) -> bool {
         self.held_total.get() > HELD_PAUSE
+    }
+
+    /// Waits (polling every millisecond) until the held frames drain, or
+    /// the connection goes.
+    pub async fn wait_backlog(&self, conn: &Conn) {
+        while self.backlogged() && !conn.is_closed() {
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Retries frames held for full rings until all are sent.
@@ -494,7 +511,7 @@ impl Node {
                     Kind::Resp => {
                         let mut out = BytesMut::with_capacity(16);
                         resp::encode::integer(&mut out, i64::from(receivers.to_native()));
-                        self.send(&conn, out.freeze());
+                        self.fulfil(&conn, req.as_slice(), out.freeze());
                     }
                     _ => self.reply_json(
                         &conn,
@@ -753,7 +770,7 @@ impl Node {
             let msg = format!("room {room} has reached its limit of {max} members");
             self.stats.error(ErrorKind::Limit);
             match conn.kind {
-                Kind::Resp => self.send(&conn, resp_error(&format!("ERR {msg}"))),
+                Kind::Resp => self.fulfil(&conn, req, resp_error(&format!("ERR {msg}"))),
                 _ => self.reply_json(&conn, &api::error(id, "room_full", &msg)),
             }
             return;
@@ -771,16 +788,19 @@ impl Node {
         };
         match conn.kind {
             Kind::Resp => {
+                // The count is the subscriptions right after this one was
+                // asked for, as Redis reports it.
                 let mut out = BytesMut::with_capacity(64 + room.len());
-                let count = conn.rooms.borrow().len() as i64;
+                let count = resp_ticket(req).map_or(0, |(_, count)| i64::from(count));
+                let proto = proto_of(&conn);
                 resp::encode::subscription(
                     &mut out,
                     "subscribe",
                     Some(room.as_bytes()),
                     count,
-                    proto_of(&conn),
+                    proto,
                 );
-                self.send(&conn, out.freeze());
+                self.fulfil(&conn, req, out.freeze());
             }
             _ => self.reply_json(&conn, &api::ok(id, room, Some(seq), recovered)),
         }
@@ -821,15 +841,16 @@ impl Node {
     // ----- client requests -----------------------------------------------
 
     /// Starts a join; the reply comes when the home answers.
+    /// `req` travels to the home and back untouched: the WebSocket request
+    /// id, or a RESP connection's reply ticket.
     pub fn join(
         &self,
         conn: &Rc<Conn>,
         room: &str,
         since: Option<u64>,
-        id: Option<&str>,
+        req: &[u8],
     ) -> Result<(), ApiError> {
-        let epoch = conn.joins.get().wrapping_add(1);
-        conn.joins.set(epoch);
+        let epoch = conn.ticket();
         {
             let mut rooms = conn.rooms.borrow_mut();
             if let Some(entry) = rooms.iter_mut().find(|(r, _)| &**r == room) {
@@ -854,7 +875,7 @@ impl Node {
                 conn: conn.id,
                 user,
                 since,
-                req: id.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
+                req: req.to_vec(),
                 epoch,
             },
         );
@@ -888,7 +909,7 @@ impl Node {
     }
 
     /// Sends a message to its room's home for sequencing.
-    pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, id: Option<&str>) {
+    pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, req: &[u8]) {
         self.stats.messages_in.inc();
         let user = conn.user.borrow().to_string();
         self.dispatch(
@@ -899,7 +920,7 @@ impl Node {
                 user,
                 data: data.to_vec(),
                 raw,
-                req: id.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
+                req: req.to_vec(),
             },
         );
     }
@@ -981,6 +1002,21 @@ impl Node {
             conn.shut_down();
         }
     }
+}
+
+/// Encodes a RESP reply ticket and a subscription count as a `req`.
+pub fn resp_req(ticket: u32, count: u32) -> [u8; 8] {
+    let mut req = [0u8; 8];
+    req[..4].copy_from_slice(&ticket.to_le_bytes());
+    req[4..].copy_from_slice(&count.to_le_bytes());
+    req
+}
+
+fn resp_ticket(req: &[u8]) -> Option<(u32, u32)> {
+    let req: &[u8; 8] = req.try_into().ok()?;
+    let ticket = u32::from_le_bytes(req[..4].try_into().ok()?);
+    let count = u32::from_le_bytes(req[4..].try_into().ok()?);
+    Some((ticket, count))
 }
 
 /// A RESP error line.

@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use crate::conn::{self, Conn, Kind};
-use crate::node::{resp_error, Node};
+use crate::node::{resp_error, resp_req, Node};
 use crate::resp::{self, encode, Command, Proto};
 use crate::room::valid_room_name;
 use crate::stats::ErrorKind;
@@ -38,7 +38,7 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
     node.stats.accepted.inc();
     session(&node, &conn).await;
     if conn.is_closing() {
-        conn::linger(&conn, CLOSE_LINGER).await;
+        Box::pin(conn::linger(&conn, CLOSE_LINGER)).await;
     }
     node.unregister(&conn);
 }
@@ -67,8 +67,8 @@ async fn session(node: &Rc<Node>, conn: &Rc<Conn>) {
                 }
             }
         }
-        while node.backlogged() && !conn.is_closed() {
-            monoio::time::sleep(Duration::from_millis(1)).await;
+        if node.backlogged() {
+            Box::pin(node.wait_backlog(conn)).await;
         }
         match conn::read_some(&conn.stream, &mut buf, READ_CHUNK).await {
             Ok(0) | Err(_) => return,
@@ -139,9 +139,22 @@ fn on_command(node: &Rc<Node>, conn: &Rc<Conn>, cmd: Command) {
                     node.send(conn, resp_error(&channel_error(&ch)));
                     continue;
                 };
-                if let Err(e) = node.join(conn, room, None, None) {
-                    node.stats.error(e.kind);
-                    node.send(conn, resp_error(&format!("ERR {}", e.message)));
+                if node.is_member(conn, room) {
+                    // Already subscribed: confirm at once, as Redis does.
+                    let count = conn.rooms.borrow().len() as i64;
+                    reply(node, conn, |o| encode::subscription(o, "subscribe", Some(&ch), count, p));
+                    continue;
+                }
+                let count = conn.rooms.borrow().len() as u32 + 1;
+                let max = node.cfg.max_rooms_per_conn;
+                if count as usize > max {
+                    node.stats.error(ErrorKind::Limit);
+                    node.send(conn, resp_error(&format!("ERR a connection may subscribe to at most {max} channels")));
+                    continue;
+                }
+                let ticket = conn.defer();
+                if let Err(e) = node.join(conn, room, None, &resp_req(ticket, count)) {
+                    conn.fulfil(ticket, resp_error(&format!("ERR {}", e.message)));
                 }
             }
         }
@@ -177,7 +190,8 @@ fn on_command(node: &Rc<Node>, conn: &Rc<Conn>, cmd: Command) {
                 let max = node.cfg.max_payload;
                 return node.send(conn, resp_error(&format!("ERR payload too large: {} bytes; the limit is {max}", payload.len())));
             }
-            node.publish(conn, room, &payload, true, None);
+            let ticket = conn.defer();
+            node.publish(conn, room, &payload, true, &resp_req(ticket, 0));
         }
         Command::Hello { proto: want, setname } => {
             if let Some(want) = want {

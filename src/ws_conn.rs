@@ -50,7 +50,24 @@ fn send_raw_and_close(stream: &TcpStream, bytes: &[u8]) {
 }
 
 /// Serves one accepted WebSocket-port connection to its end.
+///
+/// The handshake and the closing linger run as boxed futures of their own,
+/// so the task that stays alive while a connection idles holds only the
+/// session's state (a connection's most expensive resource is this task).
 pub async fn serve(node: Rc<Node>, stream: TcpStream) {
+    let Some((conn, buf)) = Box::pin(handshake(&node, stream)).await else {
+        return;
+    };
+    session(&node, &conn, buf).await;
+    if conn.is_closing() {
+        Box::pin(conn::linger(&conn, CLOSE_LINGER)).await;
+    }
+    node.unregister(&conn);
+}
+
+/// Reads and answers the upgrade request; on success the connection is
+/// registered and welcomed, and the bytes after the request are returned.
+async fn handshake(node: &Rc<Node>, stream: TcpStream) -> Option<(Rc<Conn>, BytesMut)> {
     conn::prepare_socket(&stream);
     let mut buf = BytesMut::new();
     let head = monoio::time::timeout(HANDSHAKE_TIMEOUT, async {
@@ -72,10 +89,10 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
         Ok(Err(Some(e))) => {
             node.stats.error(ErrorKind::BadHandshake);
             send_raw_and_close(&stream, &e.to_response());
-            return;
+            return None;
         }
         // Timed out or went away before finishing the request.
-        _ => return,
+        _ => return None,
     };
     let kind = match req.path.as_str() {
         "/ws" | "/ws/" => Kind::Ws,
@@ -87,7 +104,7 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
                 req.path
             );
             send_raw_and_close(&stream, &ws::http_response(404, &body, &[]));
-            return;
+            return None;
         }
     };
     let accept = match req.upgrade {
@@ -95,7 +112,7 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
         Err(e) => {
             node.stats.error(ErrorKind::BadHandshake);
             send_raw_and_close(&stream, &e.to_response());
-            return;
+            return None;
         }
     };
     let id = node.next_conn_id();
@@ -109,7 +126,7 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
             node.stats.error(ErrorKind::BadHandshake);
             let body = format!("invalid user name: 1-{MAX_USER_NAME} printable bytes without quotes or backslashes\n");
             send_raw_and_close(&stream, &ws::http_response(400, &body, &[]));
-            return;
+            return None;
         }
         None => format!("guest-{}-{}", node.id, id & 0xffff_ffff_ffff),
     };
@@ -129,11 +146,7 @@ pub async fn serve(node: Rc<Node>, stream: TcpStream) {
         let welcome = api::welcome(&conn.user.borrow(), id, node.id);
         node.reply_json(&conn, &welcome);
     }
-    session(&node, &conn, buf).await;
-    if conn.is_closing() {
-        conn::linger(&conn, CLOSE_LINGER).await;
-    }
-    node.unregister(&conn);
+    Some((conn, buf))
 }
 
 async fn session(node: &Rc<Node>, conn: &Rc<Conn>, mut buf: BytesMut) {
@@ -168,8 +181,8 @@ async fn session(node: &Rc<Node>, conn: &Rc<Conn>, mut buf: BytesMut) {
                 }
             }
         }
-        while node.backlogged() && !conn.is_closed() {
-            monoio::time::sleep(Duration::from_millis(1)).await;
+        if node.backlogged() {
+            Box::pin(node.wait_backlog(conn)).await;
         }
         match conn::read_some(&conn.stream, &mut buf, READ_CHUNK).await {
             Ok(0) | Err(_) => return,
@@ -213,7 +226,7 @@ fn on_request(node: &Rc<Node>, conn: &Rc<Conn>, text: &[u8]) {
     match req {
         Request::Ping => node.reply_json(conn, &api::pong(id)),
         Request::Join { room, since } => {
-            if let Err(e) = node.join(conn, &room, since, id) {
+            if let Err(e) = node.join(conn, &room, since, id.unwrap_or("").as_bytes()) {
                 node.reply_error(conn, id, &e);
             }
         }
@@ -226,7 +239,13 @@ fn on_request(node: &Rc<Node>, conn: &Rc<Conn>, text: &[u8]) {
         }
         Request::Publish { room, data } => {
             let data = api::minify(data);
-            node.publish(conn, &room, data.as_bytes(), false, id);
+            node.publish(
+                conn,
+                &room,
+                data.as_bytes(),
+                false,
+                id.unwrap_or("").as_bytes(),
+            );
         }
         Request::Typing { room, state } => {
             if node.is_member(conn, &room) {
