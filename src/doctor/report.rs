@@ -305,7 +305,10 @@ impl Report {
         let io = if self.host.io_uring_available {
             "io_uring available".to_owned()
         } else {
-            format!("io_uring UNAVAILABLE: {}", self.host.io_uring_probe)
+            format!(
+                "io_uring UNAVAILABLE ({}): epoll fallback",
+                self.host.io_uring_probe
+            )
         };
         let memlock = limit_str(self.host.memlock.soft, bytes);
         format!(
@@ -436,7 +439,7 @@ fn io_uring_check(probe: &IoUringProbe, disabled: Option<u8>) -> (Check, String)
             (
                 "unavailable".to_owned(),
                 Status::Low,
-                format!("{switch}; io_uring_setup: {err}; {hint}"),
+                format!("{switch}; io_uring_setup: {err}; {hint}; ringcast falls back to epoll (slower)"),
                 format!("io_uring_setup: {err}"),
             )
         }
@@ -456,7 +459,7 @@ fn kernel_check(release: Option<&str>, version: Option<(u32, u32)>) -> Check {
         None => (Status::Warn, "unknown kernel version"),
         Some(v) if v < OLDEST_KERNEL => (
             Status::Low,
-            "too old for the io_uring features ringcast uses",
+            "too old for ringcast's io_uring use: it runs on epoll",
         ),
         Some(v) if v < MEMLOCK_FREE_KERNEL => (
             Status::Warn,

@@ -240,13 +240,17 @@ fn io_uring_disabled_by_sysctl_fails_with_the_fix() {
     assert_eq!(r.exit_code(), 1);
     assert!(!r.host.io_uring_available);
     assert_eq!(r.host.io_uring_disabled, Some(2));
+    let summary = r.summary();
     assert!(
-        r.summary()
-            .contains("io_uring UNAVAILABLE: io_uring_setup: "),
-        "{}",
-        r.summary()
+        summary.contains("io_uring UNAVAILABLE (io_uring_setup: "),
+        "{summary}"
     );
-    assert!(r.summary().contains("(EPERM)"), "{}", r.summary());
+    assert!(summary.contains("(EPERM)): epoll fallback"), "{summary}");
+    assert!(
+        c.note.ends_with("ringcast falls back to epoll (slower)"),
+        "{}",
+        c.note
+    );
 }
 
 #[test]
