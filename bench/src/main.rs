@@ -12,7 +12,11 @@ use ringcast_bench::run::{Mode, RunOptions};
 use ringcast_bench::target::Target;
 
 #[derive(Parser)]
-#[command(name = "ringcast-bench", version, about = "Fan-out load generator for ringcast and its peers")]
+#[command(
+    name = "ringcast-bench",
+    version,
+    about = "Fan-out load generator for ringcast and its peers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -21,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario against one target and write its JSON record.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the bare io_uring ceiling: pre-encoded frames, no protocol logic.
     Ceiling(CeilingArgs),
     /// Merge run records into latest.json, a markdown table and SVG charts.
@@ -114,6 +118,14 @@ struct RunArgs {
     /// Cores the server is pinned to, recorded.
     #[arg(long)]
     server_cores: Option<String>,
+    /// ringcast only: put every room's members on the room's home shard (needs
+    /// --shards; members read their shard from `welcome`). Connect more sockets
+    /// than rooms × members: those that find their shard's rooms full stay idle.
+    #[arg(long)]
+    shard_local: bool,
+    /// Members per room under --shard-local (default: connections / rooms).
+    #[arg(long)]
+    local_members: Option<u32>,
     /// Per-connection unsent-bytes cap, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     out_cap: usize,
@@ -150,7 +162,7 @@ struct ReportArgs {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Run(a) => run(a),
+        Cmd::Run(a) => run(*a),
         Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries),
         Cmd::Report(a) => ringcast_bench::report::write(&a.inputs, &a.out_dir),
     }
@@ -158,13 +170,20 @@ fn main() -> Result<()> {
 
 fn run(a: RunArgs) -> Result<()> {
     if !a.addr.ip().is_loopback() {
-        bail!("--addr must be a loopback address (127.0.0.0/8), not {}", a.addr);
+        bail!(
+            "--addr must be a loopback address (127.0.0.0/8), not {}",
+            a.addr
+        );
     }
     if a.sources == 0 || a.sources > 250 {
         bail!("--sources must be 1..=250");
     }
     let connections = a.members.map_or(a.connections, |m| m * a.rooms);
-    let members = if a.rooms > 0 { connections as f64 / a.rooms as f64 } else { 0.0 };
+    let members = if a.rooms > 0 {
+        connections as f64 / a.rooms as f64
+    } else {
+        0.0
+    };
     let rate = match (a.rate, a.delivery_rate) {
         (Some(r), _) => r,
         (None, Some(d)) if members > 0.0 => d / members,
@@ -176,7 +195,23 @@ fn run(a: RunArgs) -> Result<()> {
         bail!("--publishers ({publishers}) cannot exceed member connections ({connections})");
     }
     let threads = a.threads.unwrap_or(a.cores.len().max(1) as u32).max(1);
-    let sources = if a.sources > 1 { (1..=a.sources).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect() } else { vec![] };
+    let sources = if a.sources > 1 {
+        (1..=a.sources)
+            .map(|i| Ipv4Addr::new(127, 0, 0, i))
+            .collect()
+    } else {
+        vec![]
+    };
+    let shard_local = match (a.shard_local, a.shards) {
+        (false, _) => 0,
+        (true, Some(n)) if n >= 1 && a.target == Target::RingcastWs => n,
+        (true, _) => bail!("--shard-local needs --target ringcast-ws and --shards N"),
+    };
+    let room_numbers = if shard_local > 0 {
+        ringcast_bench::placement::home_aligned_rooms(a.rooms, shard_local)
+    } else {
+        (0..a.rooms).collect()
+    };
     let layout = Layout {
         target: a.target,
         addr: a.addr,
@@ -190,11 +225,19 @@ fn run(a: RunArgs) -> Result<()> {
         connect_rate: a.connect_rate,
         max_connecting: a.max_connecting.max(1),
         out_cap: a.out_cap,
+        room_numbers,
+        shard_local,
+        local_members: a.local_members,
     };
     let mode = if a.idle || a.rooms == 0 {
         Mode::Idle
     } else if a.find_max {
-        Mode::FindMax { start: rate, factor: a.factor.max(1.01), p99_ms: a.p99_ms, steps: a.max_steps.clamp(1, 40) }
+        Mode::FindMax {
+            start: rate,
+            factor: a.factor.max(1.01),
+            p99_ms: a.p99_ms,
+            steps: a.max_steps.clamp(1, 40),
+        }
     } else if a.overload {
         Mode::Overload(rate)
     } else {
@@ -219,7 +262,8 @@ fn run(a: RunArgs) -> Result<()> {
             std::fs::create_dir_all(dir).ok();
         }
         let json = serde_json::to_string_pretty(&rec)?;
-        std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, json + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

@@ -1,0 +1,418 @@
+//! The ceiling: the most this kernel can deliver for a fan-out scenario.
+//!
+//! A bare io_uring WebSocket server with no protocol logic beyond what the
+//! generator needs to run: it upgrades, answers a join with a pre-encoded
+//! `ok`, and turns each publish frame into one unmasked server frame, encoded
+//! once and copied into every member's corked output buffer. Each loop turn
+//! makes exactly one `io_uring_enter` (`submit_and_wait(1)`), which submits
+//! every receive and at most one send per connection, and reaps completions.
+//! There is no JSON parsing, no sequence numbers, no acks for publishes, no
+//! allocation per delivery: whatever ringcast costs above this is its own.
+
+use std::collections::HashMap;
+use std::net::SocketAddrV4;
+use std::os::fd::RawFd;
+
+use anyhow::{bail, Result};
+use io_uring::{opcode, squeue, types, IoUring};
+
+use crate::wsframe::{self, op};
+
+const ACCEPT: u64 = 0;
+const RECV: u64 = 1;
+const SEND: u64 = 2;
+const RBUF: usize = 4 << 10;
+/// Unsent bytes kept per connection at most; past it deliveries are dropped and counted.
+const OUT_CAP: usize = 8 << 20;
+
+struct Conn {
+    fd: RawFd,
+    open: bool,
+    rbuf: Box<[u8]>,
+    /// Bytes of a partial request or frame kept between receives.
+    pending: Vec<u8>,
+    /// Corked output: appended to during a turn, sent at its end.
+    out: Vec<u8>,
+    /// The buffer a send in flight points into, and how much of it is done.
+    sending: Vec<u8>,
+    sent: usize,
+    in_flight: bool,
+    rooms: Vec<u32>,
+    closing: bool,
+}
+
+fn ud(kind: u64, slot: usize) -> u64 {
+    kind | ((slot as u64) << 8)
+}
+
+fn listen(addr: SocketAddrV4) -> Result<RawFd> {
+    // SAFETY: plain socket syscalls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        let one: i32 = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const i32 as *const libc::c_void,
+            4,
+        );
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: addr.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*addr.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        if libc::bind(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        ) != 0
+        {
+            bail!(
+                "ceiling: cannot bind {addr}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        if libc::listen(fd, 4096) != 0 {
+            bail!("ceiling: listen: {}", std::io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+}
+
+fn push(ring: &mut IoUring, e: squeue::Entry) {
+    // SAFETY: every buffer an entry points to lives in a `Conn` (or the
+    // accept state) that is not dropped or moved while the operation is in flight.
+    while unsafe { ring.submission().push(&e) }.is_err() {
+        ring.submit().expect("io_uring submit");
+    }
+}
+
+/// Computes `Sec-WebSocket-Accept` for `key`.
+pub fn accept_key(key: &[u8]) -> String {
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+/// Serves until killed.
+pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32) -> Result<()> {
+    if !addr.ip().is_loopback() {
+        bail!("the ceiling listens on loopback only");
+    }
+    if let Some(c) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id: c });
+    }
+    crate::procstat::raise_nofile();
+    let lfd = listen(addr)?;
+    let mut ring = IoUring::new(entries.max(256))?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    let mut rooms: Vec<Vec<usize>> = Vec::new();
+    let mut room_ids: HashMap<Vec<u8>, u32> = HashMap::new();
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut frame = Vec::with_capacity(4096);
+    let mut dropped: u64 = 0;
+    push(
+        &mut ring,
+        opcode::Accept::new(types::Fd(lfd), std::ptr::null_mut(), std::ptr::null_mut())
+            .build()
+            .user_data(ud(ACCEPT, 0)),
+    );
+    eprintln!("ceiling listening on {addr}");
+    loop {
+        ring.submit_and_wait(1)?;
+        let cqes: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (data, res) in cqes {
+            let slot = (data >> 8) as usize;
+            match data & 0xff {
+                ACCEPT => {
+                    if res >= 0 {
+                        let fd = res;
+                        let one: i32 = 1;
+                        // SAFETY: setsockopt on a descriptor we own.
+                        unsafe {
+                            libc::setsockopt(
+                                fd,
+                                libc::IPPROTO_TCP,
+                                libc::TCP_NODELAY,
+                                &one as *const i32 as *const libc::c_void,
+                                4,
+                            )
+                        };
+                        let c = Conn {
+                            fd,
+                            open: false,
+                            rbuf: vec![0u8; RBUF].into_boxed_slice(),
+                            pending: Vec::new(),
+                            out: Vec::new(),
+                            sending: Vec::new(),
+                            sent: 0,
+                            in_flight: false,
+                            rooms: Vec::new(),
+                            closing: false,
+                        };
+                        let s = match free.pop() {
+                            Some(s) => {
+                                conns[s] = Some(c);
+                                s
+                            }
+                            None => {
+                                conns.push(Some(c));
+                                conns.len() - 1
+                            }
+                        };
+                        let c = conns[s].as_mut().expect("new slot");
+                        push(
+                            &mut ring,
+                            opcode::Recv::new(types::Fd(fd), c.rbuf.as_mut_ptr(), RBUF as u32)
+                                .build()
+                                .user_data(ud(RECV, s)),
+                        );
+                    }
+                    push(
+                        &mut ring,
+                        opcode::Accept::new(
+                            types::Fd(lfd),
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                        )
+                        .build()
+                        .user_data(ud(ACCEPT, 0)),
+                    );
+                }
+                RECV => {
+                    let Some(c) = conns[slot].as_mut() else {
+                        continue;
+                    };
+                    if res <= 0 {
+                        c.closing = true;
+                    } else {
+                        let n = res as usize;
+                        let mut buf = std::mem::take(&mut c.pending);
+                        buf.extend_from_slice(&c.rbuf[..n]);
+                        let used = handle(
+                            slot,
+                            &buf,
+                            &mut conns,
+                            &mut rooms,
+                            &mut room_ids,
+                            &mut dirty,
+                            &mut frame,
+                            &mut dropped,
+                        );
+                        let c = conns[slot].as_mut().expect("live slot");
+                        match used {
+                            Some(u) => {
+                                buf.drain(..u);
+                                c.pending = buf;
+                            }
+                            None => c.closing = true,
+                        }
+                    }
+                    let c = conns[slot].as_mut().expect("live slot");
+                    if !c.closing {
+                        push(
+                            &mut ring,
+                            opcode::Recv::new(types::Fd(c.fd), c.rbuf.as_mut_ptr(), RBUF as u32)
+                                .build()
+                                .user_data(ud(RECV, slot)),
+                        );
+                    } else if !c.in_flight {
+                        close(slot, &mut conns, &mut rooms, &mut free);
+                    }
+                }
+                SEND => {
+                    let Some(c) = conns[slot].as_mut() else {
+                        continue;
+                    };
+                    c.in_flight = false;
+                    if res < 0 {
+                        c.closing = true;
+                    } else {
+                        c.sent += res as usize;
+                        if c.sent < c.sending.len() {
+                            let rest = &c.sending[c.sent..];
+                            push(
+                                &mut ring,
+                                opcode::Send::new(
+                                    types::Fd(c.fd),
+                                    rest.as_ptr(),
+                                    rest.len() as u32,
+                                )
+                                .build()
+                                .user_data(ud(SEND, slot)),
+                            );
+                            c.in_flight = true;
+                            continue;
+                        }
+                        c.sending.clear();
+                        c.sent = 0;
+                        if !c.out.is_empty() {
+                            dirty.push(slot);
+                        }
+                    }
+                    if c.closing && !c.in_flight {
+                        close(slot, &mut conns, &mut rooms, &mut free);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // End of the turn: one send per connection with corked output.
+        for slot in dirty.drain(..) {
+            let Some(c) = conns[slot].as_mut() else {
+                continue;
+            };
+            if c.in_flight || c.out.is_empty() || c.closing {
+                continue;
+            }
+            std::mem::swap(&mut c.out, &mut c.sending);
+            c.sent = 0;
+            push(
+                &mut ring,
+                opcode::Send::new(types::Fd(c.fd), c.sending.as_ptr(), c.sending.len() as u32)
+                    .build()
+                    .user_data(ud(SEND, slot)),
+            );
+            c.in_flight = true;
+        }
+    }
+}
+
+fn close(slot: usize, conns: &mut [Option<Conn>], rooms: &mut [Vec<usize>], free: &mut Vec<usize>) {
+    if let Some(c) = conns[slot].take() {
+        for r in c.rooms {
+            rooms[r as usize].retain(|&s| s != slot);
+        }
+        crate::net::close(c.fd);
+        free.push(slot);
+    }
+}
+
+fn field<'a>(msg: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    let at = memchr::memmem::find(msg, key)? + key.len();
+    let end = memchr::memchr(b'"', &msg[at..])? + at;
+    Some(&msg[at..end])
+}
+
+/// Handles received bytes; returns how many were used, or `None` to close.
+#[allow(clippy::too_many_arguments)]
+fn handle(
+    slot: usize,
+    buf: &[u8],
+    conns: &mut [Option<Conn>],
+    rooms: &mut Vec<Vec<usize>>,
+    room_ids: &mut HashMap<Vec<u8>, u32>,
+    dirty: &mut Vec<usize>,
+    frame: &mut Vec<u8>,
+    dropped: &mut u64,
+) -> Option<usize> {
+    let mut at = 0;
+    if !conns[slot].as_ref()?.open {
+        let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+            return (buf.len() < 8192).then_some(0);
+        };
+        let head = &buf[..end];
+        let key_at = memchr::memmem::find(&head.to_ascii_lowercase(), b"sec-websocket-key:")? + 18;
+        let key_end = memchr::memchr(b'\r', &head[key_at..]).map_or(head.len(), |e| e + key_at);
+        let key = head[key_at..key_end].trim_ascii();
+        let c = conns[slot].as_mut()?;
+        c.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+        c.out.extend_from_slice(accept_key(key).as_bytes());
+        c.out.extend_from_slice(b"\r\n\r\n");
+        c.open = true;
+        dirty.push(slot);
+        at = end + 4;
+    }
+    loop {
+        let rest = &buf[at..];
+        if rest.len() < 6 {
+            return Some(at);
+        }
+        let (len, hdr) = match rest[1] & 0x7f {
+            126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 8),
+            127 => return None,
+            n => (n as usize, 6),
+        };
+        if rest[1] & 0x80 == 0 || rest.len() < hdr + len {
+            return if rest[1] & 0x80 == 0 { None } else { Some(at) };
+        }
+        let mask = [rest[hdr - 4], rest[hdr - 3], rest[hdr - 2], rest[hdr - 1]];
+        let mut payload = rest[hdr..hdr + len].to_vec();
+        wsframe::apply_mask(&mut payload, mask);
+        let opcode = rest[0] & 0x0f;
+        at += hdr + len;
+        match opcode {
+            op::CLOSE => return None,
+            op::PING => {
+                let c = conns[slot].as_mut()?;
+                wsframe::server_header(&mut c.out, op::PONG, payload.len());
+                c.out.extend_from_slice(&payload);
+                dirty.push(slot);
+            }
+            op::TEXT | op::BINARY => {
+                let Some(name) = field(&payload, b"\"room\":\"") else {
+                    continue;
+                };
+                let next = room_ids.len() as u32;
+                let id = *room_ids.entry(name.to_vec()).or_insert(next);
+                if id as usize == rooms.len() {
+                    rooms.push(Vec::new());
+                }
+                if memchr::memmem::find(&payload, b"\"op\":\"join\"").is_some() {
+                    rooms[id as usize].push(slot);
+                    let c = conns[slot].as_mut()?;
+                    c.rooms.push(id);
+                    let mut ok = Vec::with_capacity(64);
+                    ok.extend_from_slice(b"{\"op\":\"ok\",\"id\":1,\"room\":\"");
+                    ok.extend_from_slice(name);
+                    ok.extend_from_slice(b"\",\"seq\":0}");
+                    wsframe::server_header(&mut c.out, op::TEXT, ok.len());
+                    c.out.extend_from_slice(&ok);
+                    dirty.push(slot);
+                } else {
+                    // Encode once, copy into every member's corked buffer.
+                    frame.clear();
+                    wsframe::server_header(frame, op::TEXT, payload.len());
+                    frame.extend_from_slice(&payload);
+                    for &m in &rooms[id as usize] {
+                        if let Some(mc) = conns[m].as_mut() {
+                            if mc.out.len() + frame.len() > OUT_CAP {
+                                *dropped += 1;
+                                continue;
+                            }
+                            if mc.out.is_empty() {
+                                dirty.push(m);
+                            }
+                            mc.out.extend_from_slice(frame);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc_example() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The JSON record of one run (one scenario against one target) and its
+//! human summary. Other scripts consume the record: field names are stable.
+
+use serde::{Deserialize, Serialize};
+
+/// One measured step: an offered rate held for the measured window.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StepRecord {
+    /// Offered publishes per second.
+    pub offered_publishes_per_s: f64,
+    /// Offered deliveries per second (publishes × members of the room).
+    pub offered_deliveries_per_s: f64,
+    /// Publishes sent in the measured window, per second.
+    pub publishes_per_s: f64,
+    /// First-copy deliveries received in the measured window, per second.
+    pub deliveries_per_s: f64,
+    /// Publish→receive latency, measured from the scheduled send time.
+    pub p50_ms: f64,
+    /// 90th percentile latency.
+    pub p90_ms: f64,
+    /// 99th percentile latency.
+    pub p99_ms: f64,
+    /// 99.9th percentile latency.
+    pub p999_ms: f64,
+    /// Largest latency.
+    pub max_ms: f64,
+    /// Latency samples.
+    pub latency_samples: u64,
+    /// Publishes sent in the whole step (warm-up included).
+    pub published: u64,
+    /// First copies of deliveries received in the whole step (drain included).
+    pub delivered: u64,
+    /// Deliveries expected in the step (publishes × ready members).
+    pub expected: u64,
+    /// Expected deliveries not received when the drain ended.
+    pub lost: u64,
+    /// Deliveries received twice or more.
+    pub duplicated: u64,
+    /// Deliveries received after a later one of the same publisher.
+    pub reordered: u64,
+    /// ringcast deliveries whose room `seq` was not the next expected.
+    pub seq_anomalies: u64,
+    /// Frames that looked like deliveries but had no readable stamp.
+    pub unparsed: u64,
+    /// Error replies from the server.
+    pub server_errors: u64,
+    /// Publishes the generator skipped: the publisher's socket was backed up.
+    pub publish_skipped: u64,
+    /// Connections lost during the step.
+    pub disconnects: u64,
+    /// Server CPU time in the window per delivery, µs.
+    pub server_cpu_us_per_delivery: f64,
+    /// Server CPU time in the window over wall time (1.0 = one core).
+    pub server_cpu_share: f64,
+    /// Server RSS at the window's end, bytes.
+    pub server_rss_bytes: u64,
+    /// Highest server RSS sampled during the step, bytes.
+    pub server_rss_max_bytes: u64,
+    /// Generator CPU over the window divided by (window × generator threads).
+    pub generator_cpu_share: f64,
+    /// Generator CPU time per delivery, µs.
+    pub generator_cpu_us_per_delivery: f64,
+    /// Host steal time during the window, % of all CPUs.
+    pub steal_pct: f64,
+    /// CPU used on the host by other processes during the window (1.0 = one core).
+    #[serde(default)]
+    pub host_other_cpu_share: f64,
+    /// Host-wide irq + softirq time during the window (1.0 = one core): the
+    /// loopback TCP work that no process's CPU time includes.
+    pub host_irq_cpu_share: f64,
+    /// Deliveries per read call (above 1: the server coalesces frames).
+    pub deliveries_per_read: f64,
+    /// The drain ended by its time limit rather than by receiving everything.
+    pub drain_timed_out: bool,
+    /// p99 within the bound and nothing lost or skipped.
+    pub held: bool,
+    /// This step is a repeat of a failed one.
+    pub repeat: bool,
+}
+
+/// Connect phase results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectRecord {
+    /// Sockets attempted.
+    pub attempted: u64,
+    /// Sockets ready (upgraded and joined).
+    pub ready: u64,
+    /// Sockets that failed.
+    pub errors: u64,
+    /// Seconds from first connect to the last one done.
+    pub seconds: f64,
+    /// Ready sockets per second.
+    pub per_s: f64,
+    /// Connect→ready latency median.
+    pub p50_ms: f64,
+    /// Connect→ready latency 99th percentile.
+    pub p99_ms: f64,
+}
+
+/// One run: the record `latest.json` holds an array of.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunRecord {
+    /// Scenario name.
+    pub scenario: String,
+    /// Target name.
+    pub target: String,
+    /// `fixed`, `find-max`, `overload` or `idle`.
+    pub mode: String,
+    /// ringcast shard count, when the target is ringcast.
+    pub shards: Option<u32>,
+    /// UTC date and time of the run.
+    pub date: String,
+    /// Online CPUs of the host.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Cores the generator was pinned to.
+    pub generator_cores: Vec<usize>,
+    /// Cores the server was pinned to, as told by the caller.
+    pub server_cores: Option<String>,
+    /// Ready connections (member sockets plus publisher sockets).
+    pub connections: u64,
+    /// Rooms.
+    pub rooms: u32,
+    /// Members per room.
+    pub members_per_room: u32,
+    /// Publishers.
+    pub publishers: u32,
+    /// Data object bytes per publish.
+    pub size_bytes: usize,
+    /// Headline numbers: the fixed step, the overload step, or find-max's best held step.
+    #[serde(flatten)]
+    pub headline: StepRecord,
+    /// find-max: highest offered deliveries/s that held.
+    pub max_held_deliveries_per_s: Option<f64>,
+    /// find-max: a step failed once and passed on repeat (steal time).
+    pub borderline: bool,
+    /// Connect phase.
+    pub connect: ConnectRecord,
+    /// Server pid, if found.
+    pub server_pid: Option<u32>,
+    /// Server RSS before the generator connected, bytes.
+    pub server_rss_before_bytes: u64,
+    /// Server RSS with all connections up, before publishing, bytes.
+    pub server_rss_connected_bytes: u64,
+    /// Server RSS after the last step, bytes.
+    pub server_rss_after_bytes: u64,
+    /// (RSS connected − RSS before) / connections.
+    pub rss_per_conn_bytes: f64,
+    /// Every step, in order.
+    pub steps: Vec<StepRecord>,
+    /// Anything a reader must know (pinning, generator saturation, repeats).
+    pub notes: Vec<String>,
+}
+
+impl RunRecord {
+    /// The human summary printed at the end of a run.
+    pub fn summary(&self) -> String {
+        let h = &self.headline;
+        let mut s = format!(
+            "== {} / {} ({}{}) ==\n",
+            self.scenario,
+            self.target,
+            self.mode,
+            self.shards
+                .map(|n| format!(", {n} shards"))
+                .unwrap_or_default()
+        );
+        s += &format!(
+            "connections {} ready, {} errors, {:.0}/s (p99 {:.1} ms); rooms {} x {} members, {} publishers, {} B\n",
+            self.connect.ready, self.connect.errors, self.connect.per_s, self.connect.p99_ms, self.rooms,
+            self.members_per_room, self.publishers, self.size_bytes
+        );
+        if !self.steps.is_empty() {
+            s += &format!(
+                "offered {:.0} pub/s = {:.0} del/s; achieved {:.0} pub/s, {:.0} del/s\n",
+                h.offered_publishes_per_s,
+                h.offered_deliveries_per_s,
+                h.publishes_per_s,
+                h.deliveries_per_s
+            );
+            s += &format!(
+                "latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ({} samples)\n",
+                h.p50_ms, h.p90_ms, h.p99_ms, h.p999_ms, h.max_ms, h.latency_samples
+            );
+            s += &format!(
+                "lost {} dup {} reordered {} seq-anomalies {} skipped {} errors {} disconnects {}\n",
+                h.lost, h.duplicated, h.reordered, h.seq_anomalies, h.publish_skipped, h.server_errors, h.disconnects
+            );
+            s += &format!(
+                "server cpu {:.2} us/delivery ({:.0}% of a core); generator cpu {:.0}% of its cores ({:.2} us/delivery); other processes {:.0}% of a core; steal {:.1}%\n",
+                h.server_cpu_us_per_delivery,
+                h.server_cpu_share * 100.0,
+                h.generator_cpu_share * 100.0,
+                h.generator_cpu_us_per_delivery,
+                h.host_other_cpu_share * 100.0,
+                h.steal_pct
+            );
+        }
+        s += &format!(
+            "server rss before {:.1} MiB, connected {:.1} MiB ({:.0} B/conn), max {:.1} MiB, after {:.1} MiB\n",
+            mib(self.server_rss_before_bytes),
+            mib(self.server_rss_connected_bytes),
+            self.rss_per_conn_bytes,
+            mib(h.server_rss_max_bytes.max(self.server_rss_connected_bytes)),
+            mib(self.server_rss_after_bytes)
+        );
+        if let Some(m) = self.max_held_deliveries_per_s {
+            s += &format!(
+                "find-max: held up to {m:.0} deliveries/s{}\n",
+                if self.borderline {
+                    " (borderline steps repeated)"
+                } else {
+                    ""
+                }
+            );
+            for st in &self.steps {
+                s += &format!(
+                    "  offered {:>9.0} del/s -> {:>9.0} del/s p99 {:>8.2} ms lost {} {}{}\n",
+                    st.offered_deliveries_per_s,
+                    st.deliveries_per_s,
+                    st.p99_ms,
+                    st.lost,
+                    if st.held { "held" } else { "FAILED" },
+                    if st.repeat { " (repeat)" } else { "" }
+                );
+            }
+        }
+        for n in &self.notes {
+            s += &format!("note: {n}\n");
+        }
+        s
+    }
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+/// Formats a Unix time in ms as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn iso_date(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_date(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_date(1_795_000_000_000), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn record_has_the_flat_fields_scripts_read() {
+        let r = RunRecord {
+            scenario: "fanout".into(),
+            target: "uws".into(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        for k in [
+            "scenario",
+            "target",
+            "deliveries_per_s",
+            "publishes_per_s",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "lost",
+            "duplicated",
+            "reordered",
+            "connections",
+            "shards",
+            "server_cpu_us_per_delivery",
+            "generator_cpu_share",
+            "server_rss_bytes",
+            "rss_per_conn_bytes",
+            "date",
+            "cores",
+            "kernel",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert!(!r.summary().is_empty());
+    }
+}

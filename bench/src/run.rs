@@ -1,0 +1,544 @@
+//! The coordinator: starts the workers, waits for the connect ramp, runs the
+//! steps a mode asks for (one fixed step, a find-max ladder, or an overload
+//! step), samples the server's `/proc` around each measured window, and turns
+//! the merged worker reports into a [`RunRecord`].
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::clock::{now_ns, sleep_until, unix_ms};
+use crate::control::{Control, Layout, StepPlan};
+use crate::procstat::{self, ProcSample};
+use crate::record::{iso_date, ConnectRecord, RunRecord, StepRecord};
+use crate::stats::{self, Percentiles, StepCounts};
+use crate::worker::{self, WorkerReport};
+
+/// How a run chooses its offered rates.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// One step at a fixed rate (publishes/s).
+    Fixed(f64),
+    /// Raise the rate by `factor` from `start` until p99 > `p99_ms` or loss; at most `steps` steps.
+    FindMax {
+        /// First offered rate, publishes/s.
+        start: f64,
+        /// Multiplier per step.
+        factor: f64,
+        /// p99 bound, ms.
+        p99_ms: f64,
+        /// Upper bound on steps (each step is warm-up + window + drain).
+        steps: u32,
+    },
+    /// One step far past saturation (publishes/s); the drain is where memory shows.
+    Overload(f64),
+    /// Connect, hold, sample memory; no publishing.
+    Idle,
+}
+
+/// Everything one run needs besides the layout.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Scenario name for the record.
+    pub scenario: String,
+    /// Rate ladder.
+    pub mode: Mode,
+    /// Warm-up per step, s.
+    pub warmup_s: f64,
+    /// Measured window per step, s.
+    pub duration_s: f64,
+    /// Longest wait for outstanding deliveries after a step, s.
+    pub drain_s: f64,
+    /// Longest wait for the connect ramp, s.
+    pub connect_timeout_s: f64,
+    /// Server pid (found by port when not given).
+    pub server_pid: Option<u32>,
+    /// ringcast shard count, for the record.
+    pub shards: Option<u32>,
+    /// Cores the server runs on, for the record.
+    pub server_cores: Option<String>,
+    /// Print progress lines.
+    pub progress: bool,
+}
+
+struct Run {
+    layout: Arc<Layout>,
+    ctl: Arc<Control>,
+    rx: mpsc::Receiver<WorkerReport>,
+    pid: Option<u32>,
+    opts: RunOptions,
+    tty: bool,
+    connect_latency: hdrhistogram::Histogram<u64>,
+}
+
+/// Runs one scenario against one target and returns its record.
+pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
+    let limit = procstat::raise_nofile();
+    let need = layout.sockets() as u64 + 64;
+    if need > limit {
+        bail!(
+            "{} sockets need an open-file limit of at least {need}, but it is {limit}: raise `ulimit -n` (hard limit) or use fewer connections",
+            layout.sockets()
+        );
+    }
+    let ports_per_source = 28_000u64;
+    let sources = layout.sources.len().max(1) as u64;
+    if layout.sockets() as u64 > ports_per_source * sources {
+        bail!(
+            "{} sockets from {sources} source address(es) would run out of ephemeral ports: pass --sources {}",
+            layout.sockets(),
+            (layout.sockets() as u64).div_ceil(ports_per_source)
+        );
+    }
+    let pid = opts
+        .server_pid
+        .or_else(|| procstat::pid_listening_on(layout.addr.port()));
+    let before = pid.and_then(procstat::sample).unwrap_or_default();
+    let ctl = Arc::new(Control::new(layout.rooms));
+    let layout = Arc::new(layout);
+    let (tx, rx) = mpsc::channel();
+    let handles: Vec<_> = (0..layout.threads)
+        .map(|id| {
+            let (l, c, t) = (layout.clone(), ctl.clone(), tx.clone());
+            std::thread::Builder::new()
+                .name(format!("gen-{id}"))
+                .spawn(move || worker::run(id, l, c, t))
+                .expect("spawn worker")
+        })
+        .collect();
+    drop(tx);
+    let mut r = Run {
+        layout: layout.clone(),
+        ctl: ctl.clone(),
+        rx,
+        pid,
+        tty: std::io::stderr().is_terminal(),
+        opts,
+        connect_latency: stats::new_histogram(),
+    };
+    let result = r.drive(before);
+    ctl.quit.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.join();
+    }
+    result
+}
+
+impl Run {
+    fn progress(&self, line: &str) {
+        if !self.opts.progress {
+            return;
+        }
+        let mut e = std::io::stderr();
+        if self.tty {
+            let _ = write!(e, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(e, "{line}");
+        }
+        let _ = e.flush();
+    }
+
+    fn end_progress(&self) {
+        if self.opts.progress && self.tty {
+            eprintln!();
+        }
+    }
+
+    fn drive(&mut self, before: ProcSample) -> Result<RunRecord> {
+        let l = self.layout.clone();
+        let mut rec = RunRecord {
+            scenario: self.opts.scenario.clone(),
+            target: l.target.name().to_string(),
+            shards: self.opts.shards,
+            date: iso_date(unix_ms()),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            kernel: procstat::kernel(),
+            generator_cores: l.cores.clone(),
+            server_cores: self.opts.server_cores.clone(),
+            rooms: l.rooms,
+            members_per_room: l.connections.checked_div(l.rooms).unwrap_or(0),
+            publishers: l.publishers,
+            size_bytes: l.size,
+            server_pid: self.pid,
+            server_rss_before_bytes: before.rss_bytes,
+            ..Default::default()
+        };
+        if self.pid.is_none() {
+            rec.notes
+                .push("server pid not found: no server CPU or memory figures".into());
+        }
+        if l.cores.is_empty() {
+            rec.notes.push("generator not pinned (pass --cores)".into());
+        } else if let Some(sc) = &self.opts.server_cores {
+            rec.notes.push(format!(
+                "server pinned to cores {sc}, generator to {:?}",
+                l.cores
+            ));
+        }
+        rec.connect = self.connect_phase()?;
+        rec.connections = rec.connect.ready;
+        std::thread::sleep(Duration::from_millis(300));
+        let connected = self.sample();
+        rec.server_rss_connected_bytes = connected.rss_bytes;
+        if rec.connect.ready > 0 && connected.rss_bytes > 0 {
+            rec.rss_per_conn_bytes = (connected.rss_bytes as f64 - before.rss_bytes as f64)
+                .max(0.0)
+                / rec.connect.ready as f64;
+        }
+        match self.opts.mode.clone() {
+            Mode::Idle => {
+                rec.mode = "idle".into();
+                let until = now_ns() + (self.opts.duration_s * 1e9) as u64;
+                while now_ns() < until {
+                    let s = self.sample();
+                    self.progress(&format!(
+                        "idle: {} connections, server rss {:.1} MiB",
+                        rec.connect.ready,
+                        s.rss_bytes as f64 / 1048576.0
+                    ));
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                self.end_progress();
+                let s = self.sample();
+                rec.server_rss_connected_bytes = rec.server_rss_connected_bytes.max(s.rss_bytes);
+                rec.headline.server_rss_bytes = s.rss_bytes;
+                rec.headline.server_rss_max_bytes = s.rss_bytes;
+                if rec.connect.ready > 0 && s.rss_bytes > 0 {
+                    rec.rss_per_conn_bytes = (s.rss_bytes as f64 - before.rss_bytes as f64)
+                        .max(0.0)
+                        / rec.connect.ready as f64;
+                }
+            }
+            Mode::Fixed(rate) => {
+                rec.mode = "fixed".into();
+                let st = self.step(rate, self.opts.drain_s, f64::INFINITY, false)?;
+                rec.headline = st.clone();
+                rec.steps.push(st);
+            }
+            Mode::Overload(rate) => {
+                rec.mode = "overload".into();
+                let st = self.step(rate, self.opts.drain_s, f64::INFINITY, false)?;
+                rec.headline = st.clone();
+                rec.steps.push(st);
+            }
+            Mode::FindMax {
+                start,
+                factor,
+                p99_ms,
+                steps,
+            } => {
+                rec.mode = "find-max".into();
+                let mut rate = start;
+                let mut best: Option<StepRecord> = None;
+                for _ in 0..steps {
+                    let mut st = self.step(rate, self.opts.drain_s, p99_ms, false)?;
+                    if !st.held {
+                        rec.steps.push(st);
+                        // This VM has steal time: a failed step gets one more chance.
+                        st = self.step(rate, self.opts.drain_s, p99_ms, true)?;
+                        if st.held {
+                            rec.borderline = true;
+                        }
+                    }
+                    let held = st.held;
+                    rec.steps.push(st.clone());
+                    if !held {
+                        break;
+                    }
+                    best = Some(st);
+                    rate *= factor;
+                }
+                if let Some(b) = best {
+                    rec.max_held_deliveries_per_s = Some(b.deliveries_per_s);
+                    rec.headline = b;
+                } else {
+                    rec.max_held_deliveries_per_s = Some(0.0);
+                    rec.headline = rec.steps.first().cloned().unwrap_or_default();
+                    rec.notes
+                        .push("no step held: the first offered rate is already too high".into());
+                }
+                if rec.borderline {
+                    rec.notes
+                        .push("a step failed once and held on repeat (steal time?)".into());
+                }
+            }
+        }
+        rec.server_rss_after_bytes = self.sample().rss_bytes;
+        let unplaced = self.ctl.unplaced.load(Ordering::Relaxed);
+        if l.shard_local > 0 {
+            rec.members_per_room = l.members_per_room();
+            rec.notes.push(format!(
+                "shard-local placement over {} shards: every room's members on its home shard; {unplaced} sockets found no room and stayed idle",
+                l.shard_local
+            ));
+        }
+        let other = rec
+            .steps
+            .iter()
+            .map(|s| s.host_other_cpu_share)
+            .fold(0.0, f64::max);
+        if other > 0.2 {
+            rec.notes.push(format!(
+                "other processes used up to {:.0}% of a core during a measured window: latency may include their interference",
+                other * 100.0
+            ));
+        }
+        if rec.steps.iter().any(|s| s.generator_cpu_share > 0.9) {
+            rec.notes.push(
+                "generator above 90% of its cores in some step: it may be the bottleneck".into(),
+            );
+        }
+        Ok(rec)
+    }
+
+    fn sample(&self) -> ProcSample {
+        self.pid.and_then(procstat::sample).unwrap_or_default()
+    }
+
+    fn connect_phase(&mut self) -> Result<ConnectRecord> {
+        let total = self.layout.sockets() as u64;
+        let t0 = now_ns();
+        let deadline = t0 + (self.opts.connect_timeout_s * 1e9) as u64;
+        let mut last_done = t0;
+        let mut seen = 0;
+        loop {
+            let done = self.ctl.connect_done.load(Ordering::Relaxed);
+            let ready = self.ctl.ready.load(Ordering::Relaxed);
+            let errors = self.ctl.connect_errors.load(Ordering::Relaxed);
+            let now = now_ns();
+            if done != seen {
+                seen = done;
+                last_done = now;
+            }
+            let secs = (now - t0) as f64 / 1e9;
+            self.progress(&format!(
+                "connect: {ready}/{total} ready, {errors} errors, {:.0}/s",
+                ready as f64 / secs.max(1e-3)
+            ));
+            if done >= total || now >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(if total > 1000 { 200 } else { 10 }));
+        }
+        self.end_progress();
+        let ready = self.ctl.ready.load(Ordering::Relaxed);
+        let errors = self.ctl.connect_errors.load(Ordering::Relaxed);
+        if ready == 0 && total > 0 {
+            bail!(
+                "no connection became ready ({errors} errors): is the target listening on {}?",
+                self.layout.addr
+            );
+        }
+        let secs = (last_done - t0) as f64 / 1e9;
+        // Connect latency comes with the first collected report.
+        let reports = self.collect()?;
+        self.connect_latency = stats::merge(reports.iter().map(|r| &r.connect_latency));
+        let p = Percentiles::of(&self.connect_latency);
+        Ok(ConnectRecord {
+            attempted: total,
+            ready,
+            errors: total - ready,
+            seconds: secs,
+            per_s: if secs > 0.0 { ready as f64 / secs } else { 0.0 },
+            p50_ms: p.p50_ms,
+            p99_ms: p.p99_ms,
+        })
+    }
+
+    fn collect(&self) -> Result<Vec<WorkerReport>> {
+        self.ctl.collect_gen.fetch_add(1, Ordering::Release);
+        let mut v = Vec::with_capacity(self.layout.threads as usize);
+        for _ in 0..self.layout.threads {
+            v.push(
+                self.rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .context("a worker did not report")?,
+            );
+        }
+        Ok(v)
+    }
+
+    fn step(
+        &mut self,
+        rate: f64,
+        drain_s: f64,
+        p99_bound: f64,
+        repeat: bool,
+    ) -> Result<StepRecord> {
+        let l = self.layout.clone();
+        let members: u64 = self
+            .ctl
+            .room_members
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed) as u64)
+            .sum();
+        let per_publish = if l.rooms > 0 {
+            members as f64 / l.rooms as f64
+        } else {
+            0.0
+        };
+        let exp0 = self.ctl.expected.load(Ordering::Relaxed);
+        let rcv0 = self.ctl.received.load(Ordering::Relaxed);
+        let start = now_ns() + 100_000_000;
+        let ms = start + (self.opts.warmup_s * 1e9) as u64;
+        let me = ms + (self.opts.duration_s * 1e9) as u64;
+        self.ctl.start_step(StepPlan {
+            rate,
+            start_ns: start,
+            measure_start_ns: ms,
+            measure_end_ns: me,
+        });
+        let label = format!("{:.0} del/s offered", rate * per_publish);
+        let mut rss_max = 0u64;
+        while now_ns() + 250_000_000 < ms {
+            std::thread::sleep(Duration::from_millis(250));
+            rss_max = rss_max.max(self.sample().rss_bytes);
+            self.progress(&format!(
+                "{label}: warm-up, received {}",
+                self.ctl.received.load(Ordering::Relaxed) - rcv0
+            ));
+        }
+        sleep_until(ms);
+        let (srv0, gen0, host0) = (
+            self.sample(),
+            procstat::self_cpu_us(),
+            procstat::host_ticks(),
+        );
+        let rcv_w0 = self.ctl.received.load(Ordering::Relaxed);
+        let mut tick = ms;
+        while tick < me {
+            tick = (tick + 1_000_000_000).min(me);
+            sleep_until(tick);
+            let s = self.sample();
+            rss_max = rss_max.max(s.rss_bytes);
+            let secs = (tick - ms) as f64 / 1e9;
+            let got = self.ctl.received.load(Ordering::Relaxed) - rcv_w0;
+            self.progress(&format!(
+                "{label}: {secs:.0}/{:.0}s {:.0} del/s, server {:.1} MiB, expected-received {}",
+                self.opts.duration_s,
+                got as f64 / secs.max(1e-3),
+                s.rss_bytes as f64 / 1048576.0,
+                (self.ctl.expected.load(Ordering::Relaxed) - exp0) as i64
+                    - (self.ctl.received.load(Ordering::Relaxed) - rcv0) as i64
+            ));
+        }
+        let (srv1, gen1, host1) = (
+            self.sample(),
+            procstat::self_cpu_us(),
+            procstat::host_ticks(),
+        );
+        // Drain: publishing has stopped; wait for what is still in flight.
+        let drain_end = now_ns() + (drain_s * 1e9) as u64;
+        let mut timed_out = false;
+        loop {
+            let exp = self.ctl.expected.load(Ordering::Relaxed) - exp0;
+            let got = self.ctl.received.load(Ordering::Relaxed) - rcv0;
+            if got >= exp {
+                break;
+            }
+            if now_ns() >= drain_end {
+                timed_out = true;
+                break;
+            }
+            rss_max = rss_max.max(self.sample().rss_bytes);
+            self.progress(&format!("{label}: draining, {} outstanding", exp - got));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Let the workers flush their last counters, then collect.
+        std::thread::sleep(Duration::from_millis(30));
+        self.end_progress();
+        let reports = self.collect()?;
+        let mut c = StepCounts::default();
+        let mut seq_anomalies = 0;
+        for r in &reports {
+            c.absorb(&r.counts);
+            seq_anomalies += r.seq_anomalies;
+        }
+        let expected = self.ctl.expected.load(Ordering::Relaxed) - exp0;
+        let window = (me - ms) as f64 / 1e9;
+        let p = Percentiles::of(&c.latency);
+        let srv_cpu = srv1.cpu_us.saturating_sub(srv0.cpu_us) as f64;
+        let gen_cpu = gen1.saturating_sub(gen0) as f64;
+        let ncpu = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as f64;
+        let clk = procstat::clk_tck() as f64;
+        let steal_pct =
+            (host1.steal.saturating_sub(host0.steal)) as f64 / clk / (window * ncpu) * 100.0;
+        // CPU used by anything but the server and the generator (other work on the host).
+        let busy_us = host1.busy.saturating_sub(host0.busy) as f64 / clk * 1e6;
+        let other_share = ((busy_us - srv_cpu - gen_cpu) / 1e6 / window).max(0.0);
+        let dw = c.delivered_in_window as f64;
+        let lost = expected.saturating_sub(c.delivered);
+        let mut st = StepRecord {
+            offered_publishes_per_s: rate,
+            offered_deliveries_per_s: rate * per_publish,
+            publishes_per_s: c.published_in_window as f64 / window,
+            deliveries_per_s: dw / window,
+            p50_ms: p.p50_ms,
+            p90_ms: p.p90_ms,
+            p99_ms: p.p99_ms,
+            p999_ms: p.p999_ms,
+            max_ms: p.max_ms,
+            latency_samples: p.count,
+            published: c.published,
+            delivered: c.delivered,
+            expected,
+            lost,
+            duplicated: c.duplicated,
+            reordered: c.reordered,
+            seq_anomalies,
+            unparsed: c.unparsed,
+            server_errors: c.server_errors,
+            publish_skipped: c.publish_skipped,
+            disconnects: c.disconnects,
+            server_cpu_us_per_delivery: if dw > 0.0 && self.pid.is_some() {
+                srv_cpu / dw
+            } else {
+                0.0
+            },
+            server_cpu_share: srv_cpu / 1e6 / window,
+            server_rss_bytes: srv1.rss_bytes,
+            server_rss_max_bytes: rss_max.max(srv1.rss_bytes),
+            generator_cpu_share: gen_cpu / 1e6 / window / l.threads as f64,
+            generator_cpu_us_per_delivery: if dw > 0.0 { gen_cpu / dw } else { 0.0 },
+            steal_pct,
+            host_other_cpu_share: other_share,
+            host_irq_cpu_share: host1.irq.saturating_sub(host0.irq) as f64 / clk / window,
+            deliveries_per_read: if c.reads > 0 {
+                c.delivered as f64 / c.reads as f64
+            } else {
+                0.0
+            },
+            drain_timed_out: timed_out,
+            held: false,
+            repeat,
+        };
+        st.held = st.p99_ms <= p99_bound
+            && st.lost == 0
+            && st.publish_skipped == 0
+            && st.duplicated == 0
+            && st.disconnects == 0
+            && st.latency_samples > 0;
+        if self.opts.progress {
+            eprintln!(
+                "step {:.0} del/s offered: {:.0} del/s, p50 {:.2} ms p99 {:.2} ms, lost {}, server {:.2} us/del, gen cpu {:.0}%{}",
+                st.offered_deliveries_per_s,
+                st.deliveries_per_s,
+                st.p50_ms,
+                st.p99_ms,
+                st.lost,
+                st.server_cpu_us_per_delivery,
+                st.generator_cpu_share * 100.0,
+                if p99_bound.is_finite() { if st.held { " held" } else { " FAILED" } } else { "" }
+            );
+        }
+        Ok(st)
+    }
+}

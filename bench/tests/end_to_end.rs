@@ -1,0 +1,231 @@
+//! End-to-end: the generator against real servers on loopback, checking that
+//! the JSON record's counts are exact (publishes × members = deliveries, none
+//! lost, duplicated or out of order). Counts only: nothing here depends on
+//! how fast the machine is.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, server: &mut Server) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.0.try_wait() {
+            panic!("server exited early: {status}");
+        }
+        assert!(Instant::now() < deadline, "nothing listening on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a small fixed scenario and returns the record.
+fn run_scenario(target: &str, port: u16, extra: &[&str]) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!(
+        "rcb-e2e-{target}-{}-{port}.json",
+        std::process::id()
+    ));
+    let status = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+        .args([
+            "run",
+            "--target",
+            target,
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--scenario",
+            "e2e",
+        ])
+        .args(["--rooms", "3", "--publishers", "6"])
+        .args(if extra.contains(&"--connections") {
+            &[][..]
+        } else {
+            &["--members", "5"][..]
+        })
+        .args(["--rate", "60", "--size", "120"])
+        .args([
+            "--warmup",
+            "0.2",
+            "--duration",
+            "1",
+            "--drain",
+            "10",
+            "--connect-timeout",
+            "15",
+            "--quiet",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run ringcast-bench");
+    assert!(status.success(), "generator failed against {target}");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    std::fs::remove_file(&out).ok();
+    rec
+}
+
+fn check_exact(rec: &serde_json::Value, members: u64) {
+    let n = |k: &str| {
+        rec[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{k} missing in {rec}"))
+    };
+    assert_eq!(n("connections"), 15, "{rec}");
+    let published = n("published");
+    assert!(published >= 60, "published {published}");
+    assert_eq!(n("expected"), published * members, "{rec}");
+    assert_eq!(n("delivered"), published * members, "{rec}");
+    for k in [
+        "lost",
+        "duplicated",
+        "reordered",
+        "seq_anomalies",
+        "unparsed",
+        "server_errors",
+        "publish_skipped",
+        "disconnects",
+    ] {
+        assert_eq!(n(k), 0, "{k} in {rec}");
+    }
+    assert!(n("latency_samples") > 0);
+}
+
+#[test]
+fn exact_counts_against_the_ceiling_server() {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+        .args([
+            "ceiling",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--entries",
+            "256",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    wait_listening(port, &mut server);
+    let rec = run_scenario("ceiling", port, &[]);
+    check_exact(&rec, 5);
+}
+
+/// Finds the ringcast binary: `RINGCAST_BIN`, then the workspace's target
+/// directories, else builds it.
+fn ringcast_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("RINGCAST_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut dirs = vec![];
+    if let Ok(t) = std::env::var("CARGO_TARGET_DIR") {
+        dirs.push(PathBuf::from(t));
+    }
+    dirs.push(root.join("target"));
+    for d in &dirs {
+        for profile in ["release", "debug"] {
+            let p = d.join(profile).join("ringcast");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--bin", "ringcast"])
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build --bin ringcast");
+    assert!(status.success(), "cargo build --bin ringcast failed");
+    dirs[0].join("debug").join("ringcast")
+}
+
+fn start_ringcast(shards: u32) -> (Server, u16, u16) {
+    let (ws, resp, admin) = (free_port(), free_port(), free_port());
+    let child = Command::new(ringcast_bin())
+        .args(["serve", "--shards", &shards.to_string()])
+        .args([
+            "--ws",
+            &format!("127.0.0.1:{ws}"),
+            "--resp",
+            &format!("127.0.0.1:{resp}"),
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ringcast");
+    let mut server = Server(child);
+    wait_listening(ws, &mut server);
+    wait_listening(resp, &mut server);
+    (server, ws, resp)
+}
+
+#[test]
+fn exact_counts_against_ringcast_ws_and_resp() {
+    for shards in [1, 2] {
+        let (_server, ws, resp) = start_ringcast(shards);
+        let rec = run_scenario("ringcast-ws", ws, &["--shards", &shards.to_string()]);
+        check_exact(&rec, 5);
+        // Over RESP, publishers use connections of their own: 15 members + 6 publishers.
+        let rec = run_scenario("ringcast-resp", resp, &[]);
+        let n = |k: &str| rec[k].as_u64().unwrap();
+        assert_eq!(n("connections"), 21, "{rec}");
+        assert_eq!(n("delivered"), n("published") * 5, "{rec}");
+        assert_eq!(
+            (n("lost"), n("duplicated"), n("reordered")),
+            (0, 0, 0),
+            "{rec}"
+        );
+        if shards == 2 {
+            // Every room's members on its home shard: counts stay exact even
+            // though rooms fill unevenly (connections land on shards at random).
+            let rec = run_scenario(
+                "ringcast-ws",
+                ws,
+                &[
+                    "--shards",
+                    "2",
+                    "--shard-local",
+                    "--connections",
+                    "24",
+                    "--local-members",
+                    "5",
+                ],
+            );
+            let n = |k: &str| rec[k].as_u64().unwrap();
+            assert_eq!(n("connections"), 24, "{rec}");
+            assert!(n("expected") > 0, "{rec}");
+            assert_eq!(n("delivered"), n("expected"), "{rec}");
+            let bad = (
+                n("lost"),
+                n("duplicated"),
+                n("reordered"),
+                n("seq_anomalies"),
+            );
+            assert_eq!(bad, (0, 0, 0, 0), "{rec}");
+        }
+    }
+}
