@@ -47,6 +47,12 @@ const FIELDS: &[Field] = &[
         s.rooms_homed.get()
     }),
     (
+        "rooms_evicted",
+        "Memberless rooms dropped to keep retained history within budget",
+        false,
+        |s| s.rooms_evicted.get(),
+    ),
+    (
         "memberships",
         "Connection-room memberships on this shard",
         true,

@@ -439,10 +439,13 @@ pub fn typing(room: &str, user: &str, state: bool) -> Vec<u8> {
 }
 
 /// `{"op":"history","id":…,"room":R,"messages":[…]}`
+/// `more` says the reply stopped short (at the reply size budget): ask
+/// again with `since` set to the last seq received.
 pub fn history<'m>(
     id: Option<&str>,
     room: &str,
     messages: impl Iterator<Item = &'m [u8]>,
+    more: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     open(&mut out, "history", id);
@@ -454,7 +457,11 @@ pub fn history<'m>(
         }
         out.extend_from_slice(m);
     }
-    out.extend_from_slice(b"]}");
+    out.push(b']');
+    if more {
+        out.extend_from_slice(b",\"more\":true");
+    }
+    out.push(b'}');
     out
 }
 
@@ -595,8 +602,12 @@ mod tests {
             json!({"op":"typing","room":"r","user":"u","state":false})
         );
         assert_eq!(
-            v(history(None, "r", [&b"{}"[..], b"[]"].into_iter())),
+            v(history(None, "r", [&b"{}"[..], b"[]"].into_iter(), false)),
             json!({"op":"history","room":"r","messages":[{},[]]})
+        );
+        assert_eq!(
+            v(history(None, "r", std::iter::empty(), true)),
+            json!({"op":"history","room":"r","messages":[],"more":true})
         );
         assert_eq!(
             v(members(None, "r", &["a", "b"])),

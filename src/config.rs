@@ -26,6 +26,9 @@ pub struct Config {
     pub admin: SocketAddr,
     /// Messages retained per room for `since` recovery and `history`.
     pub history: usize,
+    /// Bytes of retained messages one shard keeps across the rooms homed on
+    /// it; past it, rooms without members are dropped, oldest idle first.
+    pub retained_bytes: usize,
     /// Largest message payload (the `data` of a publish), in bytes.
     pub max_payload: usize,
     /// Rooms one connection may be in at once.
@@ -56,11 +59,12 @@ impl Default for Config {
             resp: "0.0.0.0:6380".parse().expect("literal"),
             admin: "127.0.0.1:9100".parse().expect("literal"),
             history: 256,
+            retained_bytes: 256 * 1024 * 1024,
             max_payload: 64 * 1024,
             max_rooms_per_conn: 1024,
             max_members_per_room: 0,
             outbound_limit: 1024 * 1024,
-            echo_max_message: 64 * 1024 * 1024,
+            echo_max_message: 16 * 1024 * 1024,
             shutdown_timeout_ms: 5000,
             ring_capacity: 8192,
             force_epoll: false,
@@ -93,6 +97,9 @@ pub struct ServeArgs {
     /// Messages retained per room.
     #[arg(long, value_name = "N")]
     pub history: Option<usize>,
+    /// Retained-message bytes per shard before memberless rooms are dropped.
+    #[arg(long, value_name = "BYTES")]
+    pub retained_bytes: Option<usize>,
     /// Largest message payload in bytes.
     #[arg(long, value_name = "BYTES")]
     pub max_payload: Option<usize>,
@@ -151,6 +158,7 @@ impl Config {
             resp,
             admin,
             history,
+            retained_bytes,
             max_payload,
             max_rooms_per_conn,
             max_members_per_room,
@@ -177,8 +185,9 @@ impl Config {
             "max_rooms_per_conn must be ≥ 1"
         );
         anyhow::ensure!(
-            self.outbound_limit >= 4096,
-            "outbound_limit must be at least 4096 bytes"
+            self.outbound_limit >= 2 * (self.max_payload + 4096),
+            "outbound_limit must be at least 2 × (max_payload + 4096) = {} bytes, so that any one message and any reply fit",
+            2 * (self.max_payload + 4096)
         );
         anyhow::ensure!(self.ring_capacity >= 16, "ring_capacity must be ≥ 16");
         anyhow::ensure!(self.shards <= 1024, "shards must be at most 1024");

@@ -58,6 +58,9 @@ const IOV_BATCH: usize = 64;
 /// A connection's rooms, each with the number of its latest join request.
 pub type Rooms = SmallVec<[(Rc<str>, u32); 2]>;
 
+/// Replies owed, by ticket, each with its frame once known.
+type Owed = VecDeque<(u32, Option<Bytes>)>;
+
 /// One client connection.
 pub struct Conn {
     /// Globally unique id (shard in the top 16 bits).
@@ -82,7 +85,7 @@ pub struct Conn {
     /// (RESP answers PUBLISH and SUBSCRIBE once the room's home has acted).
     /// While any is owed, later frames wait behind it, so a pipelining
     /// client gets its replies in order. Allocated only when needed.
-    deferred: RefCell<Option<Box<VecDeque<(u32, Option<Bytes>)>>>>,
+    deferred: RefCell<Option<Box<Owed>>>,
     /// Bytes queued, minus what was already written of the head frame.
     queued: Cell<usize>,
     /// Bytes of the head frame already written.

@@ -26,7 +26,7 @@ use crate::api::{self, ApiError, Data};
 use crate::config::Config;
 use crate::conn::{Conn, Flushed, Kind, Queued};
 use crate::resp::{self, Proto};
-use crate::room::{home_of, HomeRoom, Joined};
+use crate::room::{home_of, newest_within, HomeRoom, Joined};
 use crate::stats::{unix_ms, ErrorKind, ShardStats};
 use crate::wire::{self, code, shard_of, ArchivedWire, Entry, Wire};
 use crate::ws::{self, OpCode};
@@ -60,6 +60,12 @@ pub struct Node {
     /// Connections with frames queued this turn.
     dirty: RefCell<Vec<Rc<Conn>>>,
     flush_waker: RefCell<Option<Waker>>,
+    /// Bytes of messages retained by the rooms homed here.
+    retained: Cell<usize>,
+    /// Rooms homed here that have had no members since they were queued
+    /// (oldest first; may name rooms gone or joined since). Evicted first
+    /// when `retained` passes its budget.
+    idle: RefCell<VecDeque<Box<str>>>,
     /// Set when a graceful shutdown has begun.
     pub stopping: Cell<bool>,
 }
@@ -109,6 +115,8 @@ impl Node {
             homed: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
+            retained: Cell::new(0),
+            idle: RefCell::new(VecDeque::new()),
             stopping: Cell::new(false),
         })
     }
@@ -445,21 +453,27 @@ impl Node {
             } => {
                 let json = {
                     let homed = self.homed.borrow();
-                    let entries: Vec<Bytes> = homed
-                        .get(room.as_str())
-                        .map(|r| {
-                            r.since(since.to_native())
-                                .1
-                                .take(limit.to_native() as usize)
-                                .map(|e| e.json.clone())
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    api::history(
-                        req_id(req.as_slice()),
-                        room.as_str(),
-                        entries.iter().map(|b| &b[..]),
-                    )
+                    let id = req_id(req.as_slice());
+                    match homed.get(room.as_str()) {
+                        Some(r) => {
+                            // Oldest first from `since`, within the count
+                            // limit and the reply size budget.
+                            let (_, it) = r.since(since.to_native());
+                            let mut used = 0;
+                            let mut more = false;
+                            let mut picked = Vec::new();
+                            for e in it.take(limit.to_native() as usize) {
+                                if used + e.size() > self.reply_budget() {
+                                    more = true;
+                                    break;
+                                }
+                                used += e.size();
+                                picked.push(&e.json[..]);
+                            }
+                            api::history(id, room.as_str(), picked.into_iter(), more)
+                        }
+                        None => api::history(id, room.as_str(), std::iter::empty(), false),
+                    }
                 };
                 let conn = conn.to_native();
                 self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
@@ -569,8 +583,13 @@ impl Node {
             let joined = r.join(conn, shard, user.into(), self.cfg.max_members_per_room);
             let (recovered, backlog) = match (since, &joined) {
                 (Some(since), Joined::New | Joined::Again) => {
+                    // Whatever fits the reply budget, newest kept: a
+                    // backlog cut short is reported as not recovered.
                     let (recovered, it) = r.since(since);
-                    let backlog = it
+                    let (kept, cut) = newest_within(it, self.reply_budget());
+                    let recovered = recovered && !cut;
+                    let backlog = kept
+                        .into_iter()
                         .map(|e| Entry {
                             seq: e.seq,
                             json: e.json.to_vec(),
@@ -623,6 +642,8 @@ impl Node {
             if r.is_vacant() {
                 homed.remove(room);
                 self.stats.rooms_homed.sub(1);
+            } else if r.member_count() == 0 {
+                self.idle.borrow_mut().push_back(room.into());
             }
             left.map(|user| (targets, api::presence(room, &user, false)))
         };
@@ -644,8 +665,10 @@ impl Node {
             let mut homed = self.homed.borrow_mut();
             let r = homed.entry(room.into()).or_insert_with(|| {
                 self.stats.rooms_homed.inc();
+                self.idle.borrow_mut().push_back(room.into());
                 HomeRoom::new(self.count, self.cfg.history)
             });
+            let before = r.retained_bytes();
             let entry = r.append(|seq| {
                 if raw {
                     let json = api::message(room, seq, user, ts, Data::Raw(data));
@@ -660,6 +683,8 @@ impl Node {
                 }
             });
             self.stats.messages_sequenced.inc();
+            self.retained
+                .set(self.retained.get() + r.retained_bytes() - before);
             let targets: SmallVec<[usize; 8]> = r.member_shards().collect();
             let deliver = Wire::Deliver {
                 room: room.into(),
@@ -670,6 +695,7 @@ impl Node {
             (deliver, targets, entry.seq, r.member_count() as u32)
         };
         self.fan_out(&targets, &deliver);
+        self.enforce_retention(room);
         self.dispatch(
             shard_of(conn),
             &Wire::PublishAck {
@@ -680,6 +706,43 @@ impl Node {
                 receivers,
             },
         );
+    }
+
+    /// The most a single reply (history, join backlog) may carry: half a
+    /// connection's outbound bound, so answering never makes it a slow
+    /// consumer.
+    fn reply_budget(&self) -> usize {
+        self.cfg.outbound_limit / 2
+    }
+
+    /// Keeps the bytes retained by this shard's rooms within
+    /// `retained_bytes` by dropping rooms that have no members, oldest idle
+    /// first. Rooms with members keep their history: those are bounded by
+    /// the connections that joined them.
+    fn enforce_retention(&self, current: &str) {
+        let budget = self.cfg.retained_bytes;
+        let mut idle = self.idle.borrow_mut();
+        let mut homed = self.homed.borrow_mut();
+        while self.retained.get() > budget {
+            let Some(name) = idle.pop_front() else { break };
+            let evict =
+                &*name != current && homed.get(&name).is_some_and(|r| r.member_count() == 0);
+            if evict {
+                if let Some(r) = homed.remove(&name) {
+                    self.retained.set(self.retained.get() - r.retained_bytes());
+                    self.stats.rooms_homed.sub(1);
+                    self.stats.rooms_evicted.inc();
+                }
+            }
+        }
+        // Stale names (joined or gone since) are dropped once they
+        // outnumber the rooms, so the queue stays proportional to them.
+        if idle.len() > 2 * homed.len() + 64 {
+            let mut seen = ahash::AHashSet::new();
+            idle.retain(|n| {
+                homed.get(n).is_some_and(|r| r.member_count() == 0) && seen.insert(n.clone())
+            });
+        }
     }
 
     fn home_ephemeral(&self, room: &str, exclude: u64, json: Vec<u8>) {

@@ -43,6 +43,34 @@ pub struct Retained {
     pub resp: Bytes,
 }
 
+impl Retained {
+    /// Bytes this entry accounts for.
+    pub fn size(&self) -> usize {
+        self.json.len() + self.resp.len()
+    }
+}
+
+/// The newest entries of `entries` (oldest first) whose sizes add up to at
+/// most `budget`, oldest first, and whether any had to be left out.
+pub fn newest_within<'a>(
+    entries: impl DoubleEndedIterator<Item = &'a Retained>,
+    budget: usize,
+) -> (Vec<&'a Retained>, bool) {
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut cut = false;
+    for e in entries.rev() {
+        if used + e.size() > budget {
+            cut = true;
+            break;
+        }
+        used += e.size();
+        out.push(e);
+    }
+    out.reverse();
+    (out, cut)
+}
+
 /// The home shard's view of a room.
 #[derive(Debug)]
 pub struct HomeRoom {
@@ -51,6 +79,9 @@ pub struct HomeRoom {
     /// The most recent messages, oldest first, at most `capacity`.
     history: VecDeque<Retained>,
     capacity: usize,
+    /// Bytes held by `history` (both forms of each message, counted apart
+    /// even when one is a slice of the other: an upper bound).
+    bytes: usize,
     /// Member connection → user name.
     members: AHashMap<u64, Rc<str>>,
     /// Member connections per shard, indexed by shard id.
@@ -74,6 +105,7 @@ impl HomeRoom {
         Self {
             seq: 0,
             history: VecDeque::new(),
+            bytes: 0,
             capacity,
             members: AHashMap::new(),
             per_shard: SmallVec::from_elem(0, shards),
@@ -117,16 +149,30 @@ impl HomeRoom {
         };
         if self.capacity > 0 {
             if self.history.len() == self.capacity {
-                self.history.pop_front();
+                if let Some(old) = self.history.pop_front() {
+                    self.bytes -= old.size();
+                }
             }
+            self.bytes += entry.size();
             self.history.push_back(entry.clone());
         }
         entry
     }
 
+    /// Bytes of retained messages.
+    pub fn retained_bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Retained messages with seq > `since`, oldest first, and whether that
     /// is all of them (false when some were already dropped from the ring).
-    pub fn since(&self, since: u64) -> (bool, impl Iterator<Item = &Retained>) {
+    pub fn since(
+        &self,
+        since: u64,
+    ) -> (
+        bool,
+        impl DoubleEndedIterator<Item = &Retained> + ExactSizeIterator,
+    ) {
         let oldest_kept = self.history.front().map_or(self.seq + 1, |e| e.seq);
         let recovered = since + 1 >= oldest_kept || since >= self.seq;
         let skip = self.history.partition_point(|e| e.seq <= since);
@@ -213,6 +259,22 @@ mod tests {
         let (recovered, it) = room.since(9);
         assert!(recovered);
         assert_eq!(it.count(), 0);
+    }
+
+    #[test]
+    fn retained_bytes_follow_the_ring_and_budgets_keep_the_newest() {
+        let mut room = HomeRoom::new(1, 3);
+        for _ in 0..5 {
+            room.append(msg);
+        }
+        assert_eq!(room.retained_bytes(), 3 * 4, "j3 r3 j4 r4 j5 r5");
+        let (_, it) = room.since(0);
+        let (kept, cut) = newest_within(it, 9);
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        assert!(cut);
+        let (_, it) = room.since(3);
+        let (kept, cut) = newest_within(it, 100);
+        assert_eq!((kept.len(), cut), (2, false));
     }
 
     #[test]

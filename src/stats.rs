@@ -115,6 +115,8 @@ pub struct ShardStats {
     pub accept_fd_exhausted: Counter,
     /// Rooms whose home is this shard (gauge).
     pub rooms_homed: Counter,
+    /// Memberless rooms dropped to keep retained history within budget.
+    pub rooms_evicted: Counter,
     /// Local connection-room memberships (gauge).
     pub memberships: Counter,
     /// Messages published by this shard's clients.

@@ -438,3 +438,104 @@ async fn graceful_shutdown_closes_with_1001_and_exits_zero() {
     }
     assert!(status.await.unwrap().success());
 }
+
+/// History and since-recovery never answer with more than half the
+/// connection's outbound bound: history pages with `"more":true`, a cut
+/// backlog says `"recovered":false`, and the connection survives.
+#[tokio::test]
+async fn big_backlogs_are_paged_not_fatal() {
+    let server = Server::start(&["--outbound-limit", "40000", "--max-payload", "8192"]);
+    let mut p = Client::connect(&server, "p").await;
+    p.join("heavy").await;
+    let blob = "y".repeat(6000);
+    for i in 0..20 {
+        p.send(json!({"op":"publish","room":"heavy","data":{"i":i,"blob":blob}}))
+            .await;
+        while p.recv_op("ok").await["seq"] != i + 1 {}
+    }
+    let mut m = Client::connect(&server, "m").await;
+    let mut since = 0;
+    let mut pages = 0;
+    loop {
+        m.send(json!({"op":"history","room":"heavy","since":since,"limit":100}))
+            .await;
+        let h = m.recv_op("history").await;
+        let seqs: Vec<u64> = h["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["seq"].as_u64().unwrap())
+            .collect();
+        assert!(!seqs.is_empty(), "{h}");
+        assert_eq!(
+            seqs,
+            (since + 1..=since + seqs.len() as u64).collect::<Vec<_>>()
+        );
+        since = *seqs.last().unwrap();
+        pages += 1;
+        if h["more"] != true {
+            break;
+        }
+    }
+    assert_eq!(since, 20);
+    assert!(pages > 1, "20 × 6 KB cannot fit one 20 KB reply");
+    m.send(json!({"op":"join","room":"heavy","since":0,"id":1}))
+        .await;
+    let ok = m.recv_main().await;
+    assert_eq!(
+        (ok["op"].as_str(), ok["recovered"].as_bool()),
+        (Some("ok"), Some(false)),
+        "{ok}"
+    );
+    let first = m.recv_main().await["seq"].as_u64().unwrap();
+    for want in first + 1..=20 {
+        assert_eq!(m.recv_main().await["seq"], want);
+    }
+    m.send(json!({"op":"ping","id":2})).await;
+    assert_eq!(m.recv_main().await, json!({"op":"pong","id":2}));
+}
+
+/// Rooms nobody is in are dropped, oldest first, once a shard's retained
+/// history passes its budget; rooms with members keep theirs.
+#[tokio::test]
+async fn retained_history_is_bounded_by_evicting_memberless_rooms() {
+    let server = Server::start(&[
+        "--shards",
+        "1",
+        "--retained-bytes",
+        "100000",
+        "--max-payload",
+        "8192",
+    ]);
+    let mut keeper = Client::connect(&server, "k").await;
+    keeper.join("kept").await;
+    let mut p = Client::connect(&server, "p").await;
+    let blob = "z".repeat(4000);
+    keeper
+        .send(json!({"op":"publish","room":"kept","data":blob}))
+        .await;
+    keeper.recv_op("ok").await;
+    for i in 0..100 {
+        p.send(json!({"op":"publish","room":format!("spam-{i}"),"data":blob}))
+            .await;
+        p.recv_op("ok").await;
+    }
+    let stats = server.stats().await;
+    assert!(
+        stats["node"]["rooms_evicted"].as_u64().unwrap() >= 80,
+        "{stats}"
+    );
+    assert!(
+        stats["node"]["rooms_homed"].as_u64().unwrap() <= 20,
+        "{stats}"
+    );
+    keeper
+        .send(json!({"op":"history","room":"kept","since":0}))
+        .await;
+    let h = keeper.recv_op("history").await;
+    assert_eq!(
+        h["messages"].as_array().unwrap().len(),
+        1,
+        "a room with members keeps its history"
+    );
+}

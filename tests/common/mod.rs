@@ -28,12 +28,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ringcast serve --shards 2` on ephemeral ports plus `extra` flags.
+    /// Starts `ringcast serve --shards 2` (unless `extra` names another
+    /// count) on ephemeral ports plus `extra` flags.
     pub fn start(extra: &[&str]) -> Server {
+        let shards = if extra.contains(&"--shards") {
+            None
+        } else {
+            Some(["--shards", "2"])
+        };
         let mut args = vec![
             "serve",
-            "--shards",
-            "2",
             "--ws",
             "127.0.0.1:0",
             "--resp",
@@ -43,6 +47,7 @@ impl Server {
             "--log",
             "warn",
         ];
+        args.extend(shards.iter().flatten());
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
             .args(&args)
