@@ -4,7 +4,7 @@
 //! Writes are corked: enqueueing only appends a `Bytes` (often one shared
 //! with every other member of a room) and marks the connection dirty; the
 //! shard's flusher then writes each dirty connection's whole queue with one
-//! `writev`. Messages that arrive in the same event-loop turn leave in the
+//! vectored `sendmsg`. Messages that arrive in the same event-loop turn leave in the
 //! same system call. A queue over its byte bound means a slow consumer, which
 //! is closed rather than allowed to grow server memory.
 
@@ -52,16 +52,17 @@ pub enum Flushed {
     Failed,
 }
 
-/// Most iovecs per writev.
+/// Most iovecs per sendmsg.
 const IOV_BATCH: usize = 64;
 
 /// A connection's rooms, each with the number of its latest join request.
-pub type Rooms = SmallVec<[(Rc<str>, u32); 2]>;
+pub type Rooms = SmallVec<[(Rc<str>, u32); 1]>;
 
 /// Replies owed, by ticket, each with its frame once known.
 type Owed = VecDeque<(u32, Option<Bytes>)>;
 
-/// One client connection.
+/// One client connection. Kept small: with the connection's task it is
+/// most of what an idle connection costs (the size is checked in a test).
 pub struct Conn {
     /// Globally unique id (shard in the top 16 bits).
     pub id: u64,
@@ -90,7 +91,9 @@ pub struct Conn {
     queued: Cell<usize>,
     /// Bytes of the head frame already written.
     head_written: Cell<usize>,
-    limit: usize,
+    /// The outbound bound in bytes (u32 keeps the struct small; bounds above
+    /// 4 GiB are clamped).
+    limit: u32,
     /// On the shard's dirty list.
     pub(crate) dirty: Cell<bool>,
     /// A task is waiting for the socket to become writable.
@@ -116,7 +119,7 @@ impl Conn {
             out: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
             head_written: Cell::new(0),
-            limit,
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             dirty: Cell::new(false),
             blocked: Cell::new(false),
             closing: Cell::new(false),
@@ -135,7 +138,7 @@ impl Conn {
             return Queued::Closed;
         }
         let queued = self.queued.get() + frame.len();
-        if queued > self.limit {
+        if queued > self.limit as usize {
             return Queued::OverLimit;
         }
         self.queued.set(queued);
@@ -254,7 +257,7 @@ impl Conn {
     }
 
     /// Writes as much of the queue as the socket takes, `IOV_BATCH` frames
-    /// per writev. Returns the bytes written too.
+    /// per sendmsg. Returns the bytes written too.
     pub fn flush(&self) -> (Flushed, usize) {
         let mut total = 0;
         if self.closed.get() {
@@ -263,6 +266,8 @@ impl Conn {
         loop {
             let mut out = self.out.borrow_mut();
             if out.is_empty() {
+                // An idle connection keeps no queue allocation.
+                *out = VecDeque::new();
                 drop(out);
                 if self.closing.get() {
                     self.shut_write();
@@ -285,9 +290,17 @@ impl Conn {
                 want += part.len();
                 n += 1;
             }
-            // SAFETY: the iovecs point into frames owned by `out`, which is
-            // borrowed (so not modified) for the duration of the call.
-            let r = unsafe { libc::writev(self.fd(), iov.as_ptr(), n as libc::c_int) };
+            // sendmsg rather than writev: a socket send skips the VFS write
+            // path (vfs_writev, fdget_pos showed as 6% of a fan-out profile),
+            // and MSG_NOSIGNAL turns a peer reset into an error, not SIGPIPE.
+            // SAFETY: `msg` points at `iov`, whose entries point into frames
+            // owned by `out`, borrowed (so not modified) during the call.
+            let r = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = n;
+                libc::sendmsg(self.fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
             if r < 0 {
                 let err = io::Error::last_os_error();
                 match err.kind() {
@@ -414,4 +427,18 @@ pub async fn linger(conn: &Conn, deadline: std::time::Duration) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_fits_a_256_byte_allocation_with_its_rc_counts() {
+        assert!(
+            std::mem::size_of::<Conn>() + 16 <= 256,
+            "{}",
+            std::mem::size_of::<Conn>()
+        );
+    }
 }
