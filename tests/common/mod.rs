@@ -31,6 +31,15 @@ impl Server {
     /// Starts `ringcast serve --shards 2` (unless `extra` names another
     /// count) on ephemeral ports plus `extra` flags.
     pub fn start(extra: &[&str]) -> Server {
+        let (server, mut stderr) = Self::start_with(extra, None);
+        // The server's log goes to the test's output.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::stderr()));
+        server
+    }
+
+    /// Like [`Server::start`], with the open-files limit (soft and hard) set
+    /// to `nofile` when given; returns the server's stderr too.
+    pub fn start_with(extra: &[&str], nofile: Option<u64>) -> (Server, std::process::ChildStderr) {
         let shards = if extra.contains(&"--shards") {
             None
         } else {
@@ -49,12 +58,29 @@ impl Server {
         ];
         args.extend(shards.iter().flatten());
         args.extend_from_slice(extra);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringcast"))
-            .args(&args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
+        cmd.args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start ringcast");
+            .stderr(Stdio::piped());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; it runs in the child
+            // between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("start ringcast");
+        let stderr = child.stderr.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout)
@@ -67,12 +93,13 @@ impl Server {
                 .parse()
                 .unwrap()
         };
-        Server {
+        let server = Server {
             ws: field("ws"),
             resp: field("resp"),
             admin: field("admin"),
             child: Some(child),
-        }
+        };
+        (server, stderr)
     }
 
     /// Sends SIGTERM and waits for the process to exit.
