@@ -31,9 +31,10 @@ use crate::stats::{unix_ms, ErrorKind, ShardStats};
 use crate::wire::{self, code, shard_of, ArchivedWire, Entry, Wire};
 use crate::ws::{self, OpCode};
 
-/// Frames held back for full rings, across all destinations, before
-/// readers stop taking new requests from their clients.
-const HELD_PAUSE: usize = 64 * 1024;
+/// Frames held back for full rings, across all destinations, past which
+/// this shard says it is congested and every shard's readers stop taking
+/// new requests from their clients until it is below again.
+const HELD_PAUSE: usize = 16 * 1024;
 
 /// One shard's state.
 pub struct Node {
@@ -316,7 +317,7 @@ impl Node {
         let mut held = self.held.borrow_mut();
         if !held[to].is_empty() {
             held[to].push_back(bytes);
-            self.held_total.set(self.held_total.get() + 1);
+            self.held_changed(self.held_total.get() + 1);
             return;
         }
         match self.outbox.send(to, bytes) {
@@ -324,7 +325,7 @@ impl Node {
             Err(shards::SendError::Full(bytes)) => {
                 self.stats.ring_full.inc();
                 held[to].push_back(bytes);
-                self.held_total.set(self.held_total.get() + 1);
+                self.held_changed(self.held_total.get() + 1);
                 if let Some(w) = self.held_waker.borrow_mut().take() {
                     w.wake();
                 }
@@ -335,10 +336,15 @@ impl Node {
         }
     }
 
-    /// True when so many frames are held for full rings that readers
-    /// should stop taking requests until the other shards catch up.
+    /// True when some shard holds so many frames for full rings that
+    /// readers should stop taking requests until it catches up.
     pub fn backlogged(&self) -> bool {
-        self.held_total.get() > HELD_PAUSE
+        self.outbox.any_congested()
+    }
+
+    fn held_changed(&self, total: usize) {
+        self.held_total.set(total);
+        self.outbox.set_congested(total > HELD_PAUSE);
     }
 
     /// Waits (polling every millisecond) until the held frames drain, or
@@ -368,14 +374,14 @@ impl Node {
                     match self.outbox.send(to, bytes) {
                         Ok(()) => {
                             self.stats.ring_sent.inc();
-                            self.held_total.set(self.held_total.get() - 1);
+                            self.held_changed(self.held_total.get() - 1);
                         }
                         Err(shards::SendError::Full(bytes)) => {
                             queue.push_front(bytes);
                             break;
                         }
                         Err(shards::SendError::NoRoute(_)) => {
-                            self.held_total.set(self.held_total.get() - 1);
+                            self.held_changed(self.held_total.get() - 1);
                         }
                     }
                 }

@@ -67,6 +67,12 @@ pub struct Outbox {
     me: usize,
     rings: RefCell<Vec<Option<Producer<Bytes>>>>,
     targets: Vec<Arc<Wake>>,
+    /// One flag per shard, each written only by its shard: "I am holding
+    /// back more than I should". Read by every shard to push back on its
+    /// own clients, so that overload anywhere slows input everywhere
+    /// without any shard ever ceasing to drain its rings (which could
+    /// deadlock a cycle of full rings).
+    congested: Arc<[AtomicBool]>,
 }
 
 impl Outbox {
@@ -86,6 +92,18 @@ impl Outbox {
             }
             Err(PushError::Full(frame)) => Err(SendError::Full(frame)),
         }
+    }
+
+    /// Says whether this shard is congested (only this shard writes its flag).
+    pub fn set_congested(&self, yes: bool) {
+        if self.congested[self.me].load(Ordering::Relaxed) != yes {
+            self.congested[self.me].store(yes, Ordering::Relaxed);
+        }
+    }
+
+    /// True if any shard says it is congested.
+    pub fn any_congested(&self) -> bool {
+        self.congested.iter().any(|c| c.load(Ordering::Relaxed))
     }
 
     /// This shard's id.
@@ -189,6 +207,7 @@ pub(crate) fn build(n: usize, capacity: usize) -> (Vec<Outbox>, Vec<Inbox>, Vec<
             }
         }
     }
+    let congested: Arc<[AtomicBool]> = (0..n).map(|_| AtomicBool::new(false)).collect();
     let outboxes = producers
         .into_iter()
         .enumerate()
@@ -196,6 +215,7 @@ pub(crate) fn build(n: usize, capacity: usize) -> (Vec<Outbox>, Vec<Inbox>, Vec<
             me,
             rings: RefCell::new(rings),
             targets: wakes.clone(),
+            congested: congested.clone(),
         })
         .collect();
     let inboxes = consumers
@@ -259,6 +279,16 @@ mod tests {
             out[1].send(7, Bytes::new()),
             Err(SendError::NoRoute(_))
         ));
+    }
+
+    #[test]
+    fn congestion_anywhere_is_seen_everywhere() {
+        let (out, _, _) = build(3, 2);
+        assert!(!out[0].any_congested());
+        out[2].set_congested(true);
+        assert!(out[0].any_congested() && out[1].any_congested());
+        out[2].set_congested(false);
+        assert!(!out[1].any_congested());
     }
 
     #[test]
