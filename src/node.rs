@@ -347,6 +347,21 @@ impl Node {
         self.outbox.set_congested(total > HELD_PAUSE);
     }
 
+    /// The bottom of every session's read loop: waits out congestion, reads
+    /// what the client sent next, then lets the shard's other tasks run.
+    /// False when the stream ended or failed.
+    pub async fn read_more(&self, conn: &Conn, buf: &mut BytesMut, chunk: usize) -> bool {
+        if self.backlogged() {
+            Box::pin(self.wait_backlog(conn)).await;
+        }
+        match crate::conn::read_some(&conn.stream, buf, chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => self.stats.bytes_in.add(n as u64),
+        }
+        crate::conn::yield_now().await;
+        true
+    }
+
     /// Waits (polling every millisecond) until the held frames drain, or
     /// the connection goes.
     pub async fn wait_backlog(&self, conn: &Conn) {
@@ -567,6 +582,18 @@ impl Node {
         }
     }
 
+    /// Sends an unsequenced event to the member shards of a room.
+    fn fan_out_ephemeral(&self, targets: &[usize], room: &str, exclude: u64, json: Vec<u8>) {
+        self.fan_out(
+            targets,
+            &Wire::Ephemeral {
+                room: room.into(),
+                exclude,
+                json,
+            },
+        );
+    }
+
     // ----- as a room's home ----------------------------------------------
 
     #[allow(clippy::too_many_arguments)]
@@ -627,14 +654,7 @@ impl Node {
             (ack, presence)
         };
         if let Some((targets, json)) = presence {
-            self.fan_out(
-                &targets,
-                &Wire::Ephemeral {
-                    room: room.into(),
-                    exclude: conn,
-                    json,
-                },
-            );
+            self.fan_out_ephemeral(&targets, room, conn, json);
         }
         self.dispatch(shard, &ack);
     }
@@ -654,14 +674,7 @@ impl Node {
             left.map(|user| (targets, api::presence(room, &user, false)))
         };
         if let Some((targets, json)) = presence {
-            self.fan_out(
-                &targets,
-                &Wire::Ephemeral {
-                    room: room.into(),
-                    exclude: conn,
-                    json,
-                },
-            );
+            self.fan_out_ephemeral(&targets, room, conn, json);
         }
     }
 

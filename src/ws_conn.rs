@@ -181,14 +181,9 @@ async fn session(node: &Rc<Node>, conn: &Rc<Conn>, mut buf: BytesMut) {
                 }
             }
         }
-        if node.backlogged() {
-            Box::pin(node.wait_backlog(conn)).await;
+        if !node.read_more(conn, &mut buf, READ_CHUNK).await {
+            return;
         }
-        match conn::read_some(&conn.stream, &mut buf, READ_CHUNK).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => node.stats.bytes_in.add(n as u64),
-        }
-        conn::yield_now().await;
     }
 }
 
