@@ -105,7 +105,7 @@ const FIELDS: &[Field] = &[
     ),
 ];
 
-fn shard_json(id: usize, s: &ShardStats, now_ms: u64) -> Value {
+fn shard_json(id: usize, s: &ShardStats, now_ms: u64, uptime_s: u64) -> Value {
     let mut obj = Map::new();
     obj.insert("shard".into(), json!(id));
     obj.insert("core".into(), json!(s.core_plus_one.get().checked_sub(1)));
@@ -133,6 +133,7 @@ fn shard_json(id: usize, s: &ShardStats, now_ms: u64) -> Value {
         "heartbeat_age_ms".into(),
         json!(now_ms.saturating_sub(s.heartbeat_ms.get())),
     );
+    obj.insert("uptime_s".into(), json!(uptime_s));
     Value::Object(obj)
 }
 
@@ -144,7 +145,7 @@ impl Admin {
             .shards
             .iter()
             .enumerate()
-            .map(|(i, s)| shard_json(i, s, now))
+            .map(|(i, s)| shard_json(i, s, now, self.started.elapsed().as_secs()))
             .collect();
         let mut totals = Map::new();
         let sum = |f: fn(&ShardStats) -> u64| self.shards.iter().map(|s| f(s)).sum::<u64>();
