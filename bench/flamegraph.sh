@@ -8,7 +8,8 @@
 #           matrix target, e.g. ceiling or uws (JIT frames of Node peers show
 #           as unresolved addresses).
 # Needs perf (Debian `linux-perf`) and inferno (`cargo install inferno`);
-# installs them when missing. Writes bench/results/img/flamegraph-SCENARIO-TARGET.svg.
+# installs them when missing. Writes docs/img/flamegraph-SCENARIO-TARGET.svg.
+# SKIP_BUILD=1 uses the binaries already built.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -41,8 +42,12 @@ fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 export BENCH_BIN=$TARGET_DIR/release/ringcast-bench
 export RINGCAST_BIN=${RINGCAST_BIN:-$TARGET_DIR/release/ringcast}
-cargo build --release -p ringcast-bench
-[[ $TARGET == ringcast-* ]] && cargo build --release --bin ringcast
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+  cargo build --release -p ringcast-bench
+  if [[ $TARGET == ringcast-* ]]; then
+    cargo build --release --bin ringcast
+  fi
+fi
 
 WORK=$(mktemp -d)
 export LOG_DIR=$WORK
@@ -75,7 +80,7 @@ sleep "$WARMUP"
 perf record -F "$FREQ" -g -p "$SERVER_PID" -o "$WORK/perf.data" -- sleep "$((DURATION - 2))" 2>"$WORK/perf.log"
 wait "$GEN"
 
-OUT_DIR=$BENCH_DIR/results/img
+OUT_DIR=$REPO_DIR/docs/img
 mkdir -p "$OUT_DIR"
 SVG=$OUT_DIR/flamegraph-$SCENARIO-${T/:/x}.svg
 perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/folded"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the benchmark matrix: every scenario against every target, one after
 # the other on this machine, then writes bench/results/latest.json,
-# bench/results/benchmarks.md and bench/results/img/*.svg.
+# docs/benchmarks.md and docs/img/*.svg.
 #
 #   bench/run-matrix.sh [--quick]
 #
@@ -141,3 +141,16 @@ done
 
 "$BENCH_BIN" report "$RUNS" --out-dir "$BENCH_DIR/results"
 echo "records in $RUNS; $failed run(s) failed"
+
+# Publish: docs/benchmarks.md is the method page (bench/benchmarks-intro.md)
+# followed by this run's tables; the charts go to docs/img/.
+mkdir -p "$REPO_DIR/docs/img"
+cp "$BENCH_DIR"/results/img/*.svg "$REPO_DIR/docs/img/"
+{
+  cat "$BENCH_DIR/benchmarks-intro.md"
+  echo
+  echo "## Latest run"
+  echo
+  sed -e '1d' -e 's/^## /### /' "$BENCH_DIR/results/benchmarks.md"
+} >"$REPO_DIR/docs/benchmarks.md"
+echo "wrote docs/benchmarks.md and docs/img/"

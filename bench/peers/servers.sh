@@ -33,9 +33,28 @@ wait_port() {
   return 1
 }
 
+port_free() {
+  ! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .
+}
+
+# A base port with base..base+2 free (other software on the host may hold ports).
+free_base() {
+  local base=$PORT_BASE i
+  for i in $(seq 1 50); do
+    if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)); then
+      echo "$base"
+      return 0
+    fi
+    base=$((base + 10))
+  done
+  echo "no free ports from $PORT_BASE" >&2
+  return 1
+}
+
 start_target() {
   local target=$1 shards=${2:-1} cores=${3:-0}
-  local port=$PORT_BASE log="$LOG_DIR/$target-$shards.log"
+  local port log="$LOG_DIR/$target-$shards.log"
+  port=$(free_base) || return 1
   SERVER_PID=
   case $target in
     ceiling)

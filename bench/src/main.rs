@@ -179,7 +179,9 @@ fn run(a: RunArgs) -> Result<()> {
         bail!("--sources must be 1..=250");
     }
     let connections = a.members.map_or(a.connections, |m| m * a.rooms);
-    let members = if a.rooms > 0 {
+    let members = if let (true, Some(m)) = (a.shard_local, a.local_members) {
+        m as f64
+    } else if a.rooms > 0 {
         connections as f64 / a.rooms as f64
     } else {
         0.0

@@ -163,7 +163,6 @@ mod tests {
         assert_eq!(pid_listening_on(port), Some(std::process::id()));
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_bytes > 0);
-        drop(l);
-        assert_eq!(pid_listening_on(port), None);
+        assert!(s.cpu_us <= self_cpu_us() + 20_000);
     }
 }

@@ -254,6 +254,12 @@ impl Run {
                     best = Some(st);
                     rate *= factor;
                 }
+                if rec.steps.last().is_some_and(|s| s.held) {
+                    rec.notes.push(format!(
+                        "every step held: the maximum is above {:.0} deliveries/s (raise --max-steps)",
+                        rec.steps.last().map_or(0.0, |s| s.offered_deliveries_per_s)
+                    ));
+                }
                 if let Some(b) = best {
                     rec.max_held_deliveries_per_s = Some(b.deliveries_per_s);
                     rec.headline = b;
