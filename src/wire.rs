@@ -1,10 +1,13 @@
 //! Frames between shards, archived with rkyv and carried as `Bytes`.
 //!
-//! A frame is archived once by its sender and read in place by its receiver:
-//! the receiving shard takes the message bodies out of the ring buffer with
-//! `Bytes::slice_ref`, so a room message crosses cores without being copied
-//! again. The archive format is unaligned (rkyv's `unaligned` feature) so any
-//! `Bytes` can be read without re-aligning it.
+//! A frame is archived once by its sender and read in place by its receiver,
+//! with no deserialisation: one `Deliver` frame serves every member shard
+//! (the same `Bytes` is pushed to each ring), and each member shard reads the
+//! message body straight out of it to build its one WebSocket or RESP frame.
+//! The archive format is unaligned (rkyv's `unaligned` feature) so any
+//! `Bytes` can be read without re-aligning it. (A `Deliver` still carries the
+//! RESP payload apart from the JSON, which usually contains it; sending an
+//! offset instead would halve the frame.)
 //!
 //! A connection id carries its shard in the top 16 bits, so replies find
 //! their way back without naming the origin shard.
