@@ -9,7 +9,7 @@ use common::*;
 use futures_util::{SinkExt, StreamExt};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushKind, Value as RValue};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,17 +51,6 @@ async fn shard_of(c: &mut MultiplexedConnection) -> u64 {
         .unwrap_or_else(|| panic!("no shard= in {info:?}"))
         .parse()
         .unwrap()
-}
-
-fn errors_of(stats: &Value, shard: u64, kind: &str) -> u64 {
-    stats["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["shard"].as_u64() == Some(shard))
-        .unwrap_or_else(|| panic!("no shard {shard} in {stats}"))["errors"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no errors.{kind} in {stats}"))
 }
 
 /// Next message on a RESP2 pub/sub connection: (channel, payload).

@@ -112,17 +112,6 @@ fn upgrade_request(method_line: &str, drop: &[&str], extra: &[&str]) -> Vec<u8> 
     s.into_bytes()
 }
 
-fn errors_of(stats: &Value, shard: u64, kind: &str) -> u64 {
-    stats["shards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["shard"].as_u64() == Some(shard))
-        .unwrap_or_else(|| panic!("no shard {shard} in {stats}"))["errors"][kind]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no errors.{kind} in {stats}"))
-}
-
 /// Sum of one error kind over all shards.
 fn errors_total(stats: &Value, kind: &str) -> u64 {
     stats["shards"]
@@ -203,6 +192,17 @@ impl Raw {
         ))
         .await
         .unwrap();
+        let mut raw = Raw::after_request(s).await;
+        let welcome = raw.frame().await.text();
+        assert_eq!(welcome["op"], "welcome", "{welcome}");
+        assert_eq!(welcome["user"], user, "{welcome}");
+        raw.shard = welcome["shard"].as_u64().unwrap();
+        raw
+    }
+
+    /// Reads and checks the 101 response to an upgrade request already
+    /// sent on `s`; what follows the head stays buffered.
+    async fn after_request(mut s: TcpStream) -> Raw {
         let mut buf = Vec::new();
         let end = loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -230,12 +230,7 @@ impl Raw {
             "{head}"
         );
         buf.drain(..end);
-        let mut raw = Raw { s, buf, shard: 0 };
-        let welcome = raw.frame().await.text();
-        assert_eq!(welcome["op"], "welcome", "{welcome}");
-        assert_eq!(welcome["user"], user, "{welcome}");
-        raw.shard = welcome["shard"].as_u64().unwrap();
-        raw
+        Raw { s, buf, shard: 0 }
     }
 
     async fn send(&mut self, bytes: &[u8]) {
@@ -498,26 +493,8 @@ async fn invalid_user_name_is_400() {
     s.write_all(&upgrade_request("GET /ws HTTP/1.1", &[], &[]))
         .await
         .unwrap();
-    let mut raw = Raw {
-        s,
-        buf: Vec::new(),
-        shard: 0,
-    };
     // Read the 101 head, then the welcome.
-    loop {
-        if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            assert!(raw.buf.starts_with(b"HTTP/1.1 101 "));
-            raw.buf.drain(..i + 4);
-            break;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, raw.s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        raw.buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut raw = Raw::after_request(s).await;
     let welcome = raw.json().await;
     assert_eq!(welcome["op"], "welcome");
     assert!(!welcome["user"].as_str().unwrap().is_empty(), "{welcome}");
@@ -858,29 +835,7 @@ async fn handshake_arriving_byte_by_byte_with_a_frame_behind_it() {
     let mut tail = vec![req[req.len() - 1]];
     tail.extend(client_frame(0x81, br#"{"op":"ping","id":"early"}"#));
     s.write_all(&tail).await.unwrap();
-    let mut raw = Raw {
-        s,
-        buf: Vec::new(),
-        shard: 0,
-    };
-    loop {
-        if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            assert!(
-                raw.buf.starts_with(b"HTTP/1.1 101 "),
-                "{:?}",
-                String::from_utf8_lossy(&raw.buf)
-            );
-            raw.buf.drain(..i + 4);
-            break;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, raw.s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        raw.buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut raw = Raw::after_request(s).await;
     assert_eq!(raw.json().await["op"], "welcome");
     assert_eq!(raw.json().await, json!({"op":"pong","id":"early"}));
 }
@@ -914,25 +869,7 @@ async fn echo_endpoint_echoes_text_and_binary() {
     s.write_all(&upgrade_request("GET /echo HTTP/1.1", &[], &[]))
         .await
         .unwrap();
-    let mut raw = Raw {
-        s,
-        buf: Vec::new(),
-        shard: 0,
-    };
-    loop {
-        if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            assert!(raw.buf.starts_with(b"HTTP/1.1 101 "));
-            raw.buf.drain(..i + 4);
-            break;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(WAIT, raw.s.read(&mut chunk))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0);
-        raw.buf.extend_from_slice(&chunk[..n]);
-    }
+    let mut raw = Raw::after_request(s).await;
     // No welcome on /echo: the first frame back is the echo.
     raw.send(&client_frame(0x81, "héllo".as_bytes())).await;
     let f = raw.frame().await;

@@ -279,3 +279,15 @@ pub fn per_shard(stats: &Value, field: &str) -> Vec<u64> {
         .map(|s| s[field].as_u64().unwrap())
         .collect()
 }
+
+/// One shard's protocol-error counter of `kind` from /stats.
+pub fn errors_of(stats: &Value, shard: u64, kind: &str) -> u64 {
+    stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["shard"].as_u64() == Some(shard))
+        .unwrap_or_else(|| panic!("no shard {shard} in {stats}"))["errors"][kind]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no errors.{kind} in {stats}"))
+}
