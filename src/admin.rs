@@ -82,9 +82,18 @@ const FIELDS: &[Field] = &[
     ("bytes_out", "Bytes written to clients", false, |s| {
         s.bytes_out.get()
     }),
-    ("writes", "Write system calls to clients", false, |s| {
-        s.writes.get()
-    }),
+    (
+        "writes",
+        "Sends to clients (sendmsg calls and io_uring entries)",
+        false,
+        |s| s.writes.get(),
+    ),
+    (
+        "send_batches",
+        "io_uring_enter calls that each carried a turn's sends",
+        false,
+        |s| s.send_batches.get(),
+    ),
     ("ring_sent", "Frames sent to other shards", false, |s| {
         s.ring_sent.get()
     }),

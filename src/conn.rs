@@ -53,7 +53,11 @@ pub enum Flushed {
 }
 
 /// Most iovecs per sendmsg.
-const IOV_BATCH: usize = 64;
+pub const IOV_BATCH: usize = 64;
+
+/// Queue slots a room member's empty queue keeps rather than freeing (four
+/// `Bytes`, 128 bytes).
+const KEEP_QUEUE: usize = 4;
 
 /// A connection's rooms, each with the number of its latest join request.
 pub type Rooms = SmallVec<[(Rc<str>, u32); 1]>;
@@ -256,6 +260,67 @@ impl Conn {
         unsafe { libc::shutdown(self.fd(), libc::SHUT_WR) };
     }
 
+    /// Points `iov` at the queued frames, oldest first (the head frame from
+    /// where the last write stopped), and returns how many entries it filled
+    /// and their total length. Zero entries means the queue is empty.
+    ///
+    /// The entries borrow the frames: they stay valid until the queue is
+    /// next changed, which the single-threaded shard guarantees for as long
+    /// as the caller does not return to the runtime or touch this connection.
+    pub fn gather(&self, iov: &mut [libc::iovec]) -> (usize, usize) {
+        let out = self.out.borrow();
+        let mut want = 0;
+        let mut n = 0;
+        for (slot, frame) in iov.iter_mut().zip(out.iter()) {
+            let skip = if n == 0 { self.head_written.get() } else { 0 };
+            let part = &frame[skip..];
+            *slot = libc::iovec {
+                iov_base: part.as_ptr() as *mut libc::c_void,
+                iov_len: part.len(),
+            };
+            want += part.len();
+            n += 1;
+        }
+        (n, want)
+    }
+
+    /// Drops what a write of `written` bytes took from the front of the queue.
+    pub fn wrote(&self, mut written: usize) {
+        self.queued.set(self.queued.get() - written);
+        let mut out = self.out.borrow_mut();
+        while written > 0 {
+            let head_left = out[0].len() - self.head_written.get();
+            if written >= head_left {
+                written -= head_left;
+                out.pop_front();
+                self.head_written.set(0);
+            } else {
+                self.head_written.set(self.head_written.get() + written);
+                written = 0;
+            }
+        }
+    }
+
+    /// True when nothing is queued. An empty queue gives back its buffer
+    /// unless the connection is in a room and the buffer is small (a member
+    /// reuses it for every delivery instead of allocating one each turn;
+    /// a connection in no room keeps nothing), and a closing connection is
+    /// shut for writing.
+    pub fn drained(&self) -> bool {
+        let mut out = self.out.borrow_mut();
+        if !out.is_empty() {
+            return false;
+        }
+        if out.capacity() > KEEP_QUEUE || self.rooms.borrow().is_empty() {
+            *out = VecDeque::new();
+        }
+        drop(out);
+        if self.closing.get() {
+            self.shut_write();
+        }
+        true
+    }
+
     /// Writes as much of the queue as the socket takes, `IOV_BATCH` frames
     /// per sendmsg. Returns the bytes written too.
     pub fn flush(&self) -> (Flushed, usize) {
@@ -263,71 +328,78 @@ impl Conn {
         if self.closed.get() {
             return (Flushed::Failed, 0);
         }
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; IOV_BATCH];
         loop {
-            let mut out = self.out.borrow_mut();
-            if out.is_empty() {
-                // An idle connection keeps no queue allocation.
-                *out = VecDeque::new();
-                drop(out);
-                if self.closing.get() {
-                    self.shut_write();
-                }
+            if self.drained() {
                 return (Flushed::All, total);
             }
-            let mut iov: [libc::iovec; IOV_BATCH] = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; IOV_BATCH];
-            let mut n = 0;
-            let mut want = 0;
-            for (i, frame) in out.iter().take(IOV_BATCH).enumerate() {
-                let skip = if i == 0 { self.head_written.get() } else { 0 };
-                let part = &frame[skip..];
-                iov[i] = libc::iovec {
-                    iov_base: part.as_ptr() as *mut libc::c_void,
-                    iov_len: part.len(),
-                };
-                want += part.len();
-                n += 1;
-            }
+            let (n, want) = self.gather(&mut iov);
             // sendmsg rather than writev: a socket send skips the VFS write
             // path (vfs_writev, fdget_pos showed as 6% of a fan-out profile),
             // and MSG_NOSIGNAL turns a peer reset into an error, not SIGPIPE.
             // SAFETY: `msg` points at `iov`, whose entries point into frames
-            // owned by `out`, borrowed (so not modified) during the call.
+            // owned by the queue, which nothing changes during the call.
             let r = unsafe {
                 let mut msg: libc::msghdr = std::mem::zeroed();
                 msg.msg_iov = iov.as_mut_ptr();
                 msg.msg_iovlen = n;
-                libc::sendmsg(self.fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                libc::sendmsg(self.fd(), &msg, SEND_FLAGS)
             };
-            if r < 0 {
-                let err = io::Error::last_os_error();
-                match err.kind() {
-                    io::ErrorKind::WouldBlock => return (Flushed::Blocked, total),
-                    io::ErrorKind::Interrupted => continue,
-                    _ => return (Flushed::Failed, total),
-                }
-            }
-            let mut written = r as usize;
-            total += written;
-            self.queued.set(self.queued.get() - written);
-            while written > 0 {
-                let head_left = out[0].len() - self.head_written.get();
-                if written >= head_left {
-                    written -= head_left;
-                    out.pop_front();
-                    self.head_written.set(0);
-                } else {
-                    self.head_written.set(self.head_written.get() + written);
-                    written = 0;
-                }
-            }
-            if (r as usize) < want {
-                return (Flushed::Blocked, total);
+            match self.sent(r as i64, want) {
+                Sent::All => total += want,
+                Sent::Part(w) => return (Flushed::Blocked, total + w),
+                Sent::Again => return (Flushed::Blocked, total),
+                Sent::Retry => {}
+                Sent::Failed => return (Flushed::Failed, total),
             }
         }
     }
+
+    /// Accounts for a send of `want` bytes that returned `r` (a byte count
+    /// or, negative, an errno or -1 with `errno` set for a system call).
+    pub fn sent(&self, r: i64, want: usize) -> Sent {
+        if r < 0 {
+            let err = if r == -1 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::from_raw_os_error(-r as i32)
+            };
+            return match err.kind() {
+                io::ErrorKind::WouldBlock => Sent::Again,
+                io::ErrorKind::Interrupted => Sent::Retry,
+                _ => Sent::Failed,
+            };
+        }
+        let written = r as usize;
+        self.wrote(written);
+        if written < want {
+            Sent::Part(written)
+        } else {
+            Sent::All
+        }
+    }
+}
+
+/// Flags of every send: never block, and a peer reset is an error rather
+/// than SIGPIPE.
+pub const SEND_FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+
+/// What one send did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Everything offered was written.
+    All,
+    /// Only this many bytes fit: the socket buffer is full.
+    Part(usize),
+    /// Nothing fit (EAGAIN).
+    Again,
+    /// Interrupted before anything was written; try again.
+    Retry,
+    /// The socket failed.
+    Failed,
 }
 
 /// Reads what the socket has into `buf` without waiting; `Ok(0)` is the end

@@ -28,6 +28,7 @@ pub mod node;
 pub mod resp;
 pub mod resp_conn;
 pub mod room;
+pub mod sendring;
 pub mod server;
 pub mod stats;
 pub mod wire;

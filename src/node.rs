@@ -24,9 +24,10 @@ use smallvec::SmallVec;
 
 use crate::api::{self, ApiError, Data};
 use crate::config::Config;
-use crate::conn::{Conn, Flushed, Kind, Queued};
+use crate::conn::{Conn, Flushed, Kind, Queued, Sent};
 use crate::resp::{self, Proto};
 use crate::room::{home_of, newest_within, HomeRoom, Joined};
+use crate::sendring::SendRing;
 use crate::stats::{unix_ms, ErrorKind, ShardStats};
 use crate::wire::{self, code, shard_of, ArchivedWire, Entry, Wire};
 use crate::ws::{self, OpCode};
@@ -61,6 +62,8 @@ pub struct Node {
     /// Connections with frames queued this turn.
     dirty: RefCell<Vec<Rc<Conn>>>,
     flush_waker: RefCell<Option<Waker>>,
+    /// Batched sends, when the shard has io_uring.
+    send_ring: RefCell<Option<SendRing>>,
     /// Bytes of messages retained by the rooms homed here.
     retained: Cell<usize>,
     /// Rooms homed here that have had no members since they were queued
@@ -116,10 +119,22 @@ impl Node {
             homed: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
+            send_ring: RefCell::new(None),
             retained: Cell::new(0),
             idle: RefCell::new(VecDeque::new()),
             stopping: Cell::new(false),
         })
+    }
+
+    /// Batches the shard's sends through its own io_uring; without one (or
+    /// if it cannot be set up) each connection is written with `sendmsg`.
+    pub fn use_send_ring(&self) {
+        match SendRing::new() {
+            Ok(ring) => *self.send_ring.borrow_mut() = Some(ring),
+            Err(e) => {
+                tracing::warn!(shard = self.id, error = %e, "no io_uring for sends; writing with sendmsg")
+            }
+        }
     }
 
     // ----- connections -------------------------------------------------
@@ -242,40 +257,60 @@ impl Node {
         self.stats.writes.inc();
         match res {
             Flushed::All => {}
-            Flushed::Blocked => {
-                if !conn.blocked.replace(true) {
-                    let node = self.clone();
-                    let conn = conn.clone();
-                    monoio::spawn(async move {
-                        while !conn.is_closed() {
-                            if conn.stream.writable(false).await.is_err() {
-                                conn.shut_down();
-                                break;
-                            }
-                            let (res, n) = conn.flush();
-                            node.stats.bytes_out.add(n as u64);
-                            node.stats.writes.inc();
-                            match res {
-                                Flushed::Blocked => continue,
-                                Flushed::All => break,
-                                Flushed::Failed => {
-                                    conn.shut_down();
-                                    break;
-                                }
-                            }
-                        }
-                        conn.blocked.set(false);
-                    });
-                }
-            }
+            Flushed::Blocked => self.wait_writable(conn),
             Flushed::Failed => conn.shut_down(),
         }
     }
 
+    /// The socket buffer is full: a task waits for room and writes the rest.
+    fn wait_writable(self: &Rc<Self>, conn: &Rc<Conn>) {
+        if conn.blocked.replace(true) {
+            return;
+        }
+        let node = self.clone();
+        let conn = conn.clone();
+        monoio::spawn(async move {
+            while !conn.is_closed() {
+                if conn.stream.writable(false).await.is_err() {
+                    conn.shut_down();
+                    break;
+                }
+                let (res, n) = conn.flush();
+                node.stats.bytes_out.add(n as u64);
+                node.stats.writes.inc();
+                match res {
+                    Flushed::Blocked => continue,
+                    Flushed::All => break,
+                    Flushed::Failed => {
+                        conn.shut_down();
+                        break;
+                    }
+                }
+            }
+            conn.blocked.set(false);
+        });
+    }
+
+    /// Finishes a connection after its batched send.
+    fn sent(self: &Rc<Self>, conn: &Rc<Conn>, sent: Sent, bytes: usize) {
+        self.stats.bytes_out.add(bytes as u64);
+        match sent {
+            // More than one batch entry's worth was queued: write the rest now.
+            Sent::All if !conn.drained() => self.flush(conn),
+            Sent::All => {}
+            Sent::Part(_) | Sent::Again => self.wait_writable(conn),
+            Sent::Retry => self.flush(conn),
+            Sent::Failed => conn.shut_down(),
+        }
+    }
+
     /// The flusher: after the tasks of a turn have queued their frames,
-    /// writes each dirty connection once.
+    /// writes each dirty connection once — all of them with one
+    /// `io_uring_enter` where the shard has a send ring.
     pub async fn run_flusher(self: Rc<Self>) {
         let mut batch = Vec::new();
+        let mut ready = Vec::new();
+        let mut results = Vec::new();
         loop {
             std::future::poll_fn(|cx| {
                 if self.dirty.borrow().is_empty() {
@@ -287,12 +322,42 @@ impl Node {
             })
             .await;
             std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            let mut ring = self.send_ring.borrow_mut();
             for conn in batch.drain(..) {
                 conn.dirty.set(false);
-                if !conn.blocked.get() {
+                if conn.blocked.get() {
+                    continue;
+                }
+                if ring.is_some() && !conn.is_closed() {
+                    ready.push(conn);
+                } else {
                     self.flush(&conn);
                 }
             }
+            let mut rest = &ready[..];
+            while !rest.is_empty() {
+                let Some(r) = ring.as_mut() else {
+                    rest.iter().for_each(|conn| self.flush(conn));
+                    break;
+                };
+                let (chunk, tail) = rest.split_at(rest.len().min(r.capacity()));
+                rest = tail;
+                match r.send(chunk, &mut results) {
+                    Ok(entries) => {
+                        self.stats.send_batches.inc();
+                        self.stats.writes.add(entries as u64);
+                        for (conn, &(sent, bytes)) in chunk.iter().zip(&results) {
+                            self.sent(conn, sent, bytes);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
+                        *ring = None;
+                        chunk.iter().for_each(|conn| self.flush(conn));
+                    }
+                }
+            }
+            ready.clear();
         }
     }
 

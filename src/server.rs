@@ -145,6 +145,7 @@ async fn run_shard(
         .io_uring
         .set(u64::from(shard.driver == shards::Driver::IoUring));
     stats.heartbeat_ms.set(unix_ms());
+    let uring = shard.driver == shards::Driver::IoUring;
     let shards::Shard {
         id,
         count,
@@ -153,6 +154,9 @@ async fn run_shard(
         ..
     } = shard;
     let node = Node::new(id, count, cfg, stats, outbox);
+    if uring {
+        node.use_send_ring();
+    }
     monoio::spawn(node.clone().run_flusher());
     monoio::spawn(node.clone().run_held_retry());
     monoio::spawn(heartbeat(node.clone()));

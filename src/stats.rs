@@ -129,8 +129,10 @@ pub struct ShardStats {
     pub bytes_in: Counter,
     /// Bytes written to clients.
     pub bytes_out: Counter,
-    /// write/writev system calls made to clients.
+    /// Sends to clients: `sendmsg` calls and io_uring send entries.
     pub writes: Counter,
+    /// `io_uring_enter` calls that carried a turn's batch of sends.
+    pub send_batches: Counter,
     /// Frames sent to other shards.
     pub ring_sent: Counter,
     /// Frames received from other shards.

@@ -73,10 +73,21 @@ async fn members_on_different_shards_see_each_other() {
 /// all members the same sequence.
 #[tokio::test]
 async fn ordering_and_no_loss_across_shards() {
+    ordering_and_no_loss(&[]).await;
+}
+
+/// The same on epoll shards, which write with `sendmsg` rather than batched
+/// io_uring sends.
+#[tokio::test]
+async fn ordering_and_no_loss_on_epoll_shards() {
+    ordering_and_no_loss(&["--force-epoll"]).await;
+}
+
+async fn ordering_and_no_loss(extra: &[&str]) {
     const MEMBERS_PER_SHARD: usize = 30;
     const PUBLISHERS_PER_SHARD: usize = 2;
     const PER_PUBLISHER: usize = 300;
-    let server = Server::start(&[]);
+    let server = Server::start(extra);
     let mut members = clients_on_every_shard(&server, 2, MEMBERS_PER_SHARD, "m").await;
     for m in members.iter_mut() {
         m.join("big").await;
@@ -396,7 +407,13 @@ async fn stats_and_metrics_move_per_shard() {
         "members on two shards need the ring"
     );
     for s in after["shards"].as_array().unwrap() {
-        assert!(["io_uring", "epoll"].contains(&s["driver"].as_str().unwrap()));
+        let driver = s["driver"].as_str().unwrap();
+        assert!(["io_uring", "epoll"].contains(&driver));
+        // io_uring shards write a turn's sends with one io_uring_enter;
+        // epoll shards use sendmsg and count no batches.
+        let batches = s["send_batches"].as_u64().unwrap();
+        assert_eq!(batches > 0, driver == "io_uring", "{s}");
+        assert!(s["writes"].as_u64().unwrap() >= batches, "{s}");
     }
     let (status, metrics) = server.admin_get("/metrics").await;
     assert_eq!(status, 200);
