@@ -18,6 +18,8 @@ use bytes::Bytes;
 use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
+use crate::sendring;
+
 /// What protocol a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -106,11 +108,24 @@ pub struct Conn {
     closing: Cell<bool>,
     /// Gone: the socket is shut down, the reader has ended or will.
     closed: Cell<bool>,
+    /// In the shard's io_uring file table (see [`crate::sendring`]).
+    fixed: bool,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // The file table holds a reference to the socket: leave it before
+        // the fd closes, or the connection would stay open.
+        if self.fixed {
+            sendring::unregister(self.fd());
+        }
+    }
 }
 
 impl Conn {
     /// A new connection with an outbound bound of `limit` bytes.
     pub fn new(id: u64, stream: TcpStream, kind: Kind, user: Rc<str>, limit: usize) -> Self {
+        let fixed = sendring::register(stream.as_raw_fd());
         Self {
             id,
             stream,
@@ -128,7 +143,13 @@ impl Conn {
             blocked: Cell::new(false),
             closing: Cell::new(false),
             closed: Cell::new(false),
+            fixed,
         }
+    }
+
+    /// Registered in the shard's io_uring file table at the index of its fd.
+    pub fn fixed(&self) -> bool {
+        self.fixed
     }
 
     /// The socket's file descriptor.
