@@ -24,7 +24,7 @@ use smallvec::SmallVec;
 
 use crate::api::{self, ApiError, Data};
 use crate::config::Config;
-use crate::conn::{Conn, Flushed, Kind, Queued, Sent};
+use crate::conn::{Conn, Flushed, Frame, Kind, Queued, Sent};
 use crate::resp::{self, Proto};
 use crate::room::{home_of, newest_within, HomeRoom, Joined};
 use crate::sendring::SendRing;
@@ -184,6 +184,11 @@ impl Node {
 
     /// Queues a frame to a connection; closes it if it is a slow consumer.
     pub fn send(&self, conn: &Rc<Conn>, frame: Bytes) {
+        self.send_shared(conn, Rc::new(frame));
+    }
+
+    /// Queues a frame other connections may share.
+    fn send_shared(&self, conn: &Rc<Conn>, frame: Frame) {
         match conn.push(frame) {
             Queued::Yes => self.mark_dirty(conn),
             Queued::Closed => {}
@@ -851,24 +856,28 @@ impl Node {
         let Some(members) = local.get(room) else {
             return;
         };
-        // Framed once per protocol for the whole shard; every member gets a
-        // clone of the same Bytes.
-        let mut ws_frame: Option<Bytes> = None;
-        let mut resp_frames: [Option<Bytes>; 2] = [None, None];
+        // Framed once per protocol for the whole shard; every member queues
+        // the same frame.
+        let mut ws_frame: Option<Frame> = None;
+        let mut resp_frames: [Option<Frame>; 2] = [None, None];
         let mut n = 0;
         for m in members {
             let frame = match m.kind {
-                Kind::Ws => ws_frame.get_or_insert_with(|| text_frame(json)).clone(),
+                Kind::Ws => ws_frame
+                    .get_or_insert_with(|| Rc::new(text_frame(json)))
+                    .clone(),
                 Kind::Resp => {
                     let p = proto_of(m);
                     resp_frames[p as usize]
-                        .get_or_insert_with(|| resp::encode::message(room.as_bytes(), payload, p))
+                        .get_or_insert_with(|| {
+                            Rc::new(resp::encode::message(room.as_bytes(), payload, p))
+                        })
                         .clone()
                 }
                 Kind::Echo => continue,
             };
             n += 1;
-            self.send(m, frame);
+            self.send_shared(m, frame);
         }
         self.stats.deliveries.add(n);
     }
@@ -878,13 +887,15 @@ impl Node {
         let Some(members) = local.get(room) else {
             return;
         };
-        let mut frame: Option<Bytes> = None;
+        let mut frame: Option<Frame> = None;
         for m in members
             .iter()
             .filter(|m| m.kind == Kind::Ws && m.id != exclude)
         {
-            let f = frame.get_or_insert_with(|| text_frame(json)).clone();
-            self.send(m, f);
+            let f = frame
+                .get_or_insert_with(|| Rc::new(text_frame(json)))
+                .clone();
+            self.send_shared(m, f);
         }
     }
 

@@ -103,6 +103,10 @@ struct RunArgs {
     /// find-max step limit.
     #[arg(long, default_value_t = 12)]
     max_steps: u32,
+    /// find-max: steps that halve the gap (geometrically) between the last
+    /// rate that held and the first that failed.
+    #[arg(long, default_value_t = 2)]
+    refine: u32,
     /// Offer --rate (well past saturation) for one bounded step.
     #[arg(long)]
     overload: bool,
@@ -239,6 +243,7 @@ fn run(a: RunArgs) -> Result<()> {
             factor: a.factor.max(1.01),
             p99_ms: a.p99_ms,
             steps: a.max_steps.clamp(1, 40),
+            refine: a.refine.min(6),
         }
     } else if a.overload {
         Mode::Overload(rate)

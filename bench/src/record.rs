@@ -154,9 +154,25 @@ pub struct RunRecord {
     pub steps: Vec<StepRecord>,
     /// Anything a reader must know (pinning, generator saturation, repeats).
     pub notes: Vec<String>,
+    /// When the matrix ran this target × scenario several times: every
+    /// run's value of [`RunRecord::median_key`], sorted. This record is the
+    /// median run.
+    pub repeats: Vec<f64>,
 }
 
 impl RunRecord {
+    /// The value repeated runs are ranked by: deliveries/s for find-max and
+    /// overload, server CPU µs per delivery for a fixed rate, RSS per
+    /// connection for idle, connects/s for connect storms.
+    pub fn median_key(&self) -> f64 {
+        match self.mode.as_str() {
+            "fixed" => self.headline.server_cpu_us_per_delivery,
+            "idle" if self.scenario.contains("storm") => self.connect.per_s,
+            "idle" => self.rss_per_conn_bytes,
+            _ => self.headline.deliveries_per_s,
+        }
+    }
+
     /// The human summary printed at the end of a run.
     pub fn summary(&self) -> String {
         let h = &self.headline;

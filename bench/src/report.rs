@@ -40,6 +40,37 @@ pub fn load(inputs: &[PathBuf]) -> Result<Vec<RunRecord>> {
     Ok(out)
 }
 
+/// One record per scenario × target × shards: where the matrix repeated a
+/// run, the median run by [`RunRecord::median_key`] (the lower middle of an
+/// even count), with every run's value in `repeats`. Order of first
+/// appearance is kept.
+pub fn medians(recs: Vec<RunRecord>) -> Vec<RunRecord> {
+    let mut groups: Vec<Vec<RunRecord>> = Vec::new();
+    for r in recs {
+        match groups.iter_mut().find(|g| {
+            g[0].scenario == r.scenario && g[0].target == r.target && g[0].shards == r.shards
+        }) {
+            Some(g) => g.push(r),
+            None => groups.push(vec![r]),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|mut g| {
+            if g.len() == 1 {
+                return g.pop().unwrap_or_default();
+            }
+            g.sort_by(|a, b| a.median_key().total_cmp(&b.median_key()));
+            let values = g.iter().map(RunRecord::median_key).collect();
+            let n = g.len();
+            let mut m = g.swap_remove((n - 1) / 2);
+            m.notes.push(format!("median of {n} runs (see repeats)"));
+            m.repeats = values;
+            m
+        })
+        .collect()
+}
+
 /// The row label: target, plus shard count for ringcast.
 pub fn label(r: &RunRecord) -> String {
     match r.shards {
@@ -50,7 +81,7 @@ pub fn label(r: &RunRecord) -> String {
 
 /// Writes `latest.json`, `benchmarks.md` and `img/*.svg` into `out_dir`.
 pub fn write(inputs: &[PathBuf], out_dir: &Path) -> Result<()> {
-    let recs = load(inputs)?;
+    let recs = medians(load(inputs)?);
     if recs.is_empty() {
         anyhow::bail!("no run records found");
     }
@@ -117,6 +148,121 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The record of `target` (ringcast with its shard count) in `scenario`.
+fn find<'a>(
+    recs: &'a [RunRecord],
+    scenario: &str,
+    target: &str,
+    shards: Option<u32>,
+) -> Option<&'a RunRecord> {
+    recs.iter()
+        .find(|r| r.scenario == scenario && r.target == target && r.shards == shards)
+}
+
+/// ringcast's targets, each checked against the peers measured in the same
+/// run: one row per comparison the run has the records for.
+pub fn targets(recs: &[RunRecord]) -> String {
+    let rc = |scenario| find(recs, scenario, "ringcast-ws", Some(1));
+    let peer = |scenario, t| find(recs, scenario, t, None);
+    let mut rows: Vec<(String, String, bool)> = Vec::new();
+    let dps = |r: &RunRecord| r.headline.deliveries_per_s;
+    let cpu = |r: &RunRecord| r.headline.server_cpu_us_per_delivery;
+    if let Some(r) = rc("fanout") {
+        if let Some(c) = peer("fanout", "ceiling") {
+            let x = dps(r) / dps(c);
+            rows.push((
+                "fanout find-max ≥ 95% of the ceiling".into(),
+                format!("{:.0} vs {:.0} del/s = {:.0}%", dps(r), dps(c), x * 100.0),
+                x >= 0.95,
+            ));
+        }
+        for t in ["uws", "nats", "redis", "ws", "socketio"] {
+            if let Some(p) = peer("fanout", t) {
+                let want = if t == "uws" { 1.0 } else { 2.0 };
+                let x = dps(r) / dps(p);
+                rows.push((
+                    format!("fanout find-max ≥ {want}× {t}"),
+                    format!("{:.0} vs {:.0} del/s = {x:.2}×", dps(r), dps(p)),
+                    x >= want,
+                ));
+            }
+        }
+    }
+    if let Some(r) = rc("fanout-50k") {
+        if let Some(c) = peer("fanout-50k", "ceiling") {
+            let x = cpu(r) / cpu(c);
+            rows.push((
+                "CPU per delivery at 50k/s ≤ 1.1× the ceiling".into(),
+                format!("{:.2} vs {:.2} µs = {x:.2}×", cpu(r), cpu(c)),
+                x <= 1.1,
+            ));
+        }
+        if let Some(u) = peer("fanout-50k", "uws") {
+            let x = cpu(r) / cpu(u);
+            rows.push((
+                "CPU per delivery at 50k/s ≤ 0.8× uws".into(),
+                format!("{:.2} vs {:.2} µs = {x:.2}×", cpu(r), cpu(u)),
+                x <= 0.8,
+            ));
+            rows.push((
+                "p99 at 50k/s below uws".into(),
+                format!("{:.1} vs {:.1} ms", r.headline.p99_ms, u.headline.p99_ms),
+                r.headline.p99_ms < u.headline.p99_ms,
+            ));
+        }
+    }
+    if let (Some(r), Some(u)) = (rc("overload"), peer("overload", "uws")) {
+        let x = dps(r) / dps(u);
+        rows.push((
+            "overload ≥ 1.3× uws, nothing lost".into(),
+            format!(
+                "{:.0} vs {:.0} del/s = {x:.2}×, lost {}",
+                dps(r),
+                dps(u),
+                r.headline.lost
+            ),
+            x >= 1.3 && r.headline.lost == 0,
+        ));
+    }
+    if let Some(r) = rc("seed-3000") {
+        let h = &r.headline;
+        let mut ok = h.lost == 0 && h.p99_ms <= 10.0;
+        let mut text = format!("p99 {:.1} ms, lost {}", h.p99_ms, h.lost);
+        if let Some(u) = peer("seed-3000", "uws") {
+            ok &= h.p99_ms < u.headline.p99_ms;
+            text += &format!(" (uws p99 {:.1} ms)", u.headline.p99_ms);
+        }
+        rows.push((
+            "seed-3000: nothing lost, p99 ≤ 10 ms and below uws".into(),
+            text,
+            ok,
+        ));
+    }
+    if let Some(r) = rc("idle") {
+        rows.push((
+            "idle ≤ 1 KiB RSS per connection".into(),
+            format!(
+                "{:.0} B over {} connections",
+                r.rss_per_conn_bytes, r.connections
+            ),
+            r.rss_per_conn_bytes <= 1024.0,
+        ));
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("## Targets\n\nringcast over WebSocket on one shard, against the rows of this run.\n\n| target | measured | met |\n|---|---|:-:|\n");
+    for (what, measured, ok) in rows {
+        let _ = writeln!(
+            s,
+            "| {what} | {measured} | {} |",
+            if ok { "yes" } else { "**no**" }
+        );
+    }
+    s.push('\n');
+    s
+}
+
 /// The markdown report.
 pub fn markdown(recs: &[RunRecord]) -> String {
     let mut s = String::new();
@@ -136,6 +282,7 @@ pub fn markdown(recs: &[RunRecord]) -> String {
          *vs ringcast* and *vs ceiling* divide deliveries/s by the best ringcast row and by the bare io_uring ceiling. \
          † marks a drain that ended by its time limit: those deliveries were still queued, not necessarily dropped.\n"
     );
+    s += &targets(recs);
     for scenario in scenarios(recs) {
         let rows: Vec<&RunRecord> = recs.iter().filter(|r| r.scenario == scenario).collect();
         let r0 = rows[0];
@@ -357,6 +504,61 @@ mod tests {
         let uws = md.lines().find(|l| l.starts_with("| uws")).unwrap();
         assert!(uws.ends_with("| 0% | 0.50 | 0.25 |"), "{uws}");
         assert!(md.contains("| ringcast-ws x1 |"));
+    }
+
+    #[test]
+    fn repeats_reduce_to_the_median_run() {
+        let mut a = rec("uws", 30_000.0, None);
+        a.date = "a".into();
+        let mut b = rec("uws", 10_000.0, None);
+        b.date = "b".into();
+        let mut c = rec("uws", 20_000.0, None);
+        c.date = "c".into();
+        let other = rec("ringcast-ws", 50_000.0, Some(1));
+        let out = medians(vec![a, other, b, c]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].date, "c", "the middle run, not the best");
+        assert_eq!(out[0].repeats, vec![10_000.0, 20_000.0, 30_000.0]);
+        assert!(out[1].repeats.is_empty());
+        // A fixed rate ranks by CPU per delivery, not deliveries/s.
+        let mut fixed: Vec<RunRecord> = [7.0, 9.0, 8.0, 6.0]
+            .iter()
+            .map(|&us| {
+                let mut r = rec("ceiling", 50_000.0, None);
+                r.mode = "fixed".into();
+                r.headline.server_cpu_us_per_delivery = us;
+                r
+            })
+            .collect();
+        fixed = medians(fixed);
+        assert_eq!(
+            fixed[0].headline.server_cpu_us_per_delivery, 7.0,
+            "lower middle of four"
+        );
+    }
+
+    #[test]
+    fn targets_compare_with_peers_of_the_same_run() {
+        let mut recs = vec![
+            rec("ceiling", 100_000.0, None),
+            rec("ringcast-ws", 96_000.0, Some(1)),
+            rec("uws", 40_000.0, None),
+            rec("redis", 50_000.0, None),
+        ];
+        let md = targets(&recs);
+        assert!(
+            md.contains(
+                "| fanout find-max ≥ 95% of the ceiling | 96000 vs 100000 del/s = 96% | yes |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| fanout find-max ≥ 2× redis | 96000 vs 50000 del/s = 1.92× | **no** |"),
+            "{md}"
+        );
+        assert!(!md.contains("nats"), "no row without a record");
+        recs[1].headline.deliveries_per_s = 90_000.0;
+        assert!(targets(&recs).contains("= 90% | **no** |"));
     }
 
     #[test]

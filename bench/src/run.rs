@@ -33,6 +33,9 @@ pub enum Mode {
         p99_ms: f64,
         /// Upper bound on steps (each step is warm-up + window + drain).
         steps: u32,
+        /// Bisection steps between the last rate that held and the first
+        /// that failed, each halving the gap geometrically.
+        refine: u32,
     },
     /// One step far past saturation (publishes/s); the drain is where memory shows.
     Overload(f64),
@@ -73,6 +76,24 @@ struct Run {
     opts: RunOptions,
     tty: bool,
     connect_latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Run {
+    /// One find-max step at `rate` publishes/s; a failed step gets one more
+    /// chance, because this kind of VM has steal time. Both attempts are
+    /// recorded; the result is the last.
+    fn held_step(&mut self, rate: f64, p99_ms: f64, rec: &mut RunRecord) -> Result<StepRecord> {
+        let mut st = self.step(rate, self.opts.drain_s, p99_ms, false)?;
+        if !st.held {
+            rec.steps.push(st);
+            st = self.step(rate, self.opts.drain_s, p99_ms, true)?;
+            if st.held {
+                rec.borderline = true;
+            }
+        }
+        rec.steps.push(st.clone());
+        Ok(st)
+    }
 }
 
 /// Runs one scenario against one target and returns its record.
@@ -232,29 +253,37 @@ impl Run {
                 factor,
                 p99_ms,
                 steps,
+                refine,
             } => {
                 rec.mode = "find-max".into();
                 let mut rate = start;
                 let mut best: Option<StepRecord> = None;
+                let mut failed_at = None;
                 for _ in 0..steps {
-                    let mut st = self.step(rate, self.opts.drain_s, p99_ms, false)?;
+                    let st = self.held_step(rate, p99_ms, &mut rec)?;
                     if !st.held {
-                        rec.steps.push(st);
-                        // This VM has steal time: a failed step gets one more chance.
-                        st = self.step(rate, self.opts.drain_s, p99_ms, true)?;
-                        if st.held {
-                            rec.borderline = true;
-                        }
-                    }
-                    let held = st.held;
-                    rec.steps.push(st.clone());
-                    if !held {
+                        failed_at = Some(rate);
                         break;
                     }
                     best = Some(st);
                     rate *= factor;
                 }
-                if rec.steps.last().is_some_and(|s| s.held) {
+                // Narrow the gap between the last held rate and the failed one.
+                if let (Some(mut hi), Some(b)) = (failed_at, best.as_ref()) {
+                    let mut lo = b.offered_publishes_per_s;
+                    for _ in 0..refine {
+                        let mid = (lo * hi).sqrt();
+                        let st = self.held_step(mid, p99_ms, &mut rec)?;
+                        if st.held {
+                            lo = mid;
+                            best = Some(st);
+                        } else {
+                            hi = mid;
+                        }
+                    }
+                }
+                let all_held = failed_at.is_none();
+                if all_held {
                     rec.notes.push(format!(
                         "every step held: the maximum is above {:.0} deliveries/s (raise --max-steps)",
                         rec.steps.last().map_or(0.0, |s| s.offered_deliveries_per_s)
