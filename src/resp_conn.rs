@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use crate::conn::{self, Conn, Kind};
-use crate::node::{resp_error, resp_req, Node};
+use crate::node::{resp_error, resp_req, Node, ReadStep};
 use crate::resp::{self, encode, Command, Proto};
 use crate::room::valid_room_name;
 use crate::stats::ErrorKind;
@@ -67,8 +67,17 @@ async fn session(node: &Rc<Node>, conn: &Rc<Conn>) {
                 }
             }
         }
-        if !node.read_more(conn, &mut buf, READ_CHUNK).await {
-            return;
+        if node.backlogged() {
+            Box::pin(node.wait_backlog(conn)).await;
+        }
+        match node.read_step(conn, &mut buf, READ_CHUNK) {
+            ReadStep::Data => conn::yield_now().await,
+            ReadStep::Wait => {
+                if conn.stream.readable(false).await.is_err() {
+                    return;
+                }
+            }
+            ReadStep::End => return,
         }
     }
 }

@@ -9,7 +9,7 @@ use monoio::net::TcpStream;
 
 use crate::api::{self, ApiError, Request};
 use crate::conn::{self, Conn, Kind};
-use crate::node::Node;
+use crate::node::{Node, ReadStep};
 use crate::stats::ErrorKind;
 use crate::ws::{self, Decoder, Message, OpCode};
 
@@ -181,8 +181,17 @@ async fn session(node: &Rc<Node>, conn: &Rc<Conn>, mut buf: BytesMut) {
                 }
             }
         }
-        if !node.read_more(conn, &mut buf, READ_CHUNK).await {
-            return;
+        if node.backlogged() {
+            Box::pin(node.wait_backlog(conn)).await;
+        }
+        match node.read_step(conn, &mut buf, READ_CHUNK) {
+            ReadStep::Data => conn::yield_now().await,
+            ReadStep::Wait => {
+                if conn.stream.readable(false).await.is_err() {
+                    return;
+                }
+            }
+            ReadStep::End => return,
         }
     }
 }
