@@ -7,7 +7,10 @@
 #
 # --quick runs a reduced fan-out find-max against every target (under 3
 # minutes on 2 cores). Environment: TARGETS (space-separated, ringcast as
-# ringcast-ws:SHARDS), SCENARIOS, SKIP_INSTALL=1, SKIP_BUILD=1.
+# ringcast-ws:SHARDS), SCENARIOS, SKIP_INSTALL=1, SKIP_BUILD=1, REPEAT=N
+# (run every target x scenario N times, interleaved; the report keeps each
+# one's median run), RUNS_DIR (add to an earlier run's records instead of
+# starting a new directory, e.g. to repeat a few scenarios).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +24,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 export BENCH_BIN=$TARGET_DIR/release/ringcast-bench
 export RINGCAST_BIN=${RINGCAST_BIN:-$TARGET_DIR/release/ringcast}
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-RUNS=$BENCH_DIR/results/runs/$STAMP
+RUNS=${RUNS_DIR:-$BENCH_DIR/results/runs/$STAMP}
+REPEAT=${REPEAT:-1}
 export LOG_DIR=$RUNS/logs
 mkdir -p "$LOG_DIR"
 
@@ -72,15 +76,15 @@ trap stop_target EXIT
 if ((QUICK)); then
   DEFAULT_TARGETS="ceiling ringcast-ws:1 ringcast-ws:2 ringcast-resp:1 uws ws socketio nats redis"
   SCEN=(
-    "fanout|--connections 5000 --rooms 50 --publishers 500 --size 100 --delivery-rate 20000 --find-max --factor 1.6 --max-steps 3 --warmup 1 --duration 2 --drain 3 --connect-rate 0"
+    "fanout|--connections 5000 --rooms 50 --publishers 500 --size 100 --delivery-rate 20000 --find-max --factor 1.6 --max-steps 3 --refine 0 --warmup 1 --duration 2 --drain 3 --connect-rate 0"
   )
 else
   DEFAULT_TARGETS="ceiling ringcast-ws:1 ringcast-ws:2 ringcast-resp:1 uws ws socketio nats redis"
   SCEN=(
     "seed-3000|--connections 3000 --rooms 100 --publishers 3000 --rate 3000 --size 100 --warmup 3 --duration 10 --drain 10"
-    "fanout|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 20000 --find-max --factor 1.25 --max-steps 10 --warmup 2 --duration 5 --drain 5"
+    "fanout|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 20000 --find-max --factor 1.25 --max-steps 10 --refine 2 --warmup 2 --duration 5 --drain 5"
     "fanout-50k|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 50000 --warmup 3 --duration 10 --drain 10"
-    "overload|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 300000 --overload --warmup 1 --duration 10 --drain 30"
+    "overload@ceiling ringcast-ws:1 ringcast-ws:2 ringcast-resp:1 uws nats redis|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 3000000 --overload --warmup 1 --duration 8 --drain 30"
     "broadcast|--connections 5000 --rooms 1 --publishers 10 --size 100 --delivery-rate 10000 --find-max --p99-ms 250 --factor 1.25 --max-steps 10 --warmup 2 --duration 5 --drain 5"
     "idle|--connections 18000 --rooms 0 --idle --duration 3 --sources 2 --connect-rate 10000"
     "storm|--connections 10000 --rooms 0 --idle --duration 1 --connect-rate 0 --max-connecting 2000"
@@ -91,8 +95,9 @@ fi
 TARGETS=${TARGETS:-$DEFAULT_TARGETS}
 SCENARIOS=${SCENARIOS:-}
 
-echo "matrix $STAMP: $NCPU cores, server on $SERVER_CORES, generator on $GEN_CORES, kernel $(uname -r)"
+echo "matrix $STAMP: $NCPU cores, server on $SERVER_CORES, generator on $GEN_CORES, kernel $(uname -r), $REPEAT repeat(s)"
 failed=0
+for rep in $(seq 1 "$REPEAT"); do
 for entry in "${SCEN[@]}"; do
   name=${entry%%|*}
   args=${entry#*|}
@@ -122,7 +127,13 @@ for entry in "${SCEN[@]}"; do
       # Two shards on a 2-core host share the cores with the generator.
       ((shards > 1)) && cores=0-$((NCPU - 1))
     fi
-    echo "--- $name / $t"
+    out=$RUNS/$name-$target-$shards.json
+    k=1
+    while [[ -e $out ]]; do
+      k=$((k + 1))
+      out=$RUNS/$name-$target-$shards-r$k.json
+    done
+    echo "--- $name / $t (run $rep of $REPEAT)"
     if ! start_target "$target" "$shards" "$cores"; then
       echo "skip $name/$t: server did not start" >&2
       failed=$((failed + 1))
@@ -131,12 +142,13 @@ for entry in "${SCEN[@]}"; do
     # shellcheck disable=SC2086
     if ! "$BENCH_BIN" run --target "$target" --addr "$SERVER_ADDR" --scenario "$name" \
       --server-pid "$SERVER_PID" --server-cores "$cores" --cores "$GEN_CORES" \
-      "${shard_args[@]}" $args --out "$RUNS/$name-$target-$shards.json" --quiet; then
+      "${shard_args[@]}" $args --out "$out" --quiet; then
       echo "run $name/$t failed" >&2
       failed=$((failed + 1))
     fi
     stop_target
   done
+done
 done
 
 "$BENCH_BIN" report "$RUNS" --out-dir "$BENCH_DIR/results"

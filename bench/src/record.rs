@@ -138,6 +138,9 @@ pub struct RunRecord {
     pub max_held_deliveries_per_s: Option<f64>,
     /// find-max: a step failed once and passed on repeat (steal time).
     pub borderline: bool,
+    /// find-max: failed steps retried because the hypervisor stole much of
+    /// their window.
+    pub steal_retries: u32,
     /// Connect phase.
     pub connect: ConnectRecord,
     /// Server pid, if found.
