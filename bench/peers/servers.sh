@@ -33,8 +33,13 @@ wait_port() {
   return 1
 }
 
+# Free to listen on: no socket but a TIME_WAIT one has it as its local
+# port. TIME_WAIT does not stop a bind with SO_REUSEADDR (every server here
+# sets it), and after the idle and overload runs thousands of them sit on
+# the ports below; a live socket does stop it, and with a tuned
+# ip_local_port_range the generator's own client sockets can hold them.
 port_free() {
-  ! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .
+  ! ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null | grep -q .
 }
 
 # A base port with base..base+2 free (other software on the host may hold ports).
