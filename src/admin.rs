@@ -94,6 +94,18 @@ const FIELDS: &[Field] = &[
         false,
         |s| s.send_batches.get(),
     ),
+    (
+        "presence_events",
+        "Joins and leaves at rooms homed on the shard",
+        false,
+        |s| s.presence_events.get(),
+    ),
+    (
+        "presence_held",
+        "Presence events held for a batch (room within presence_interval_ms)",
+        false,
+        |s| s.presence_held.get(),
+    ),
     ("ring_sent", "Frames sent to other shards", false, |s| {
         s.ring_sent.get()
     }),

@@ -423,6 +423,29 @@ pub fn presence(room: &str, user: &str, joined: bool) -> Vec<u8> {
     out
 }
 
+/// `{"op":"presence","room":R,"events":[{"user":U,"event":"join"|"leave"},…]}`:
+/// a batch of presence events, oldest first (see [`crate::presence`]).
+pub fn presence_batch(room: &str, events: &[crate::presence::Event]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + events.len() * 40);
+    open(&mut out, "presence", None);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"user\":");
+        push_str(&mut out, &e.user);
+        out.extend_from_slice(if e.joined {
+            b",\"event\":\"join\"}"
+        } else {
+            b",\"event\":\"leave\"}"
+        });
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// `{"op":"typing","room":R,"user":U,"state":bool}`
 pub fn typing(room: &str, user: &str, state: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + room.len() + user.len());

@@ -38,6 +38,9 @@ pub struct Config {
     /// Bytes queued towards one connection before it is closed as a slow
     /// consumer. Bounds server memory per connection under any load.
     pub outbound_limit: usize,
+    /// Presence frames leave a room at most once per this many ms; events
+    /// in between are batched (0 = every event at once).
+    pub presence_interval_ms: u64,
     /// Largest message accepted on the `/echo` conformance endpoint.
     pub echo_max_message: usize,
     /// How long a graceful shutdown may spend flushing queues, in ms.
@@ -64,6 +67,7 @@ impl Default for Config {
             max_rooms_per_conn: 1024,
             max_members_per_room: 0,
             outbound_limit: 1024 * 1024,
+            presence_interval_ms: 100,
             echo_max_message: 16 * 1024 * 1024,
             shutdown_timeout_ms: 5000,
             ring_capacity: 8192,
@@ -112,6 +116,9 @@ pub struct ServeArgs {
     /// Outbound queue bound per connection, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub outbound_limit: Option<usize>,
+    /// Least time between a room's presence frames, in ms (0 = no batching).
+    #[arg(long, value_name = "MS")]
+    pub presence_interval_ms: Option<u64>,
     /// Largest message on the /echo endpoint, in bytes.
     #[arg(long, value_name = "BYTES")]
     pub echo_max_message: Option<usize>,
@@ -163,6 +170,7 @@ impl Config {
             max_rooms_per_conn,
             max_members_per_room,
             outbound_limit,
+            presence_interval_ms,
             echo_max_message,
             shutdown_timeout_ms,
             ring_capacity,
@@ -190,6 +198,10 @@ impl Config {
             2 * (self.max_payload + 4096)
         );
         anyhow::ensure!(self.ring_capacity >= 16, "ring_capacity must be ≥ 16");
+        anyhow::ensure!(
+            self.presence_interval_ms <= 60_000,
+            "presence_interval_ms must be at most 60000"
+        );
         anyhow::ensure!(self.shards <= 1024, "shards must be at most 1024");
         Ok(())
     }

@@ -5,6 +5,8 @@
 //! - [`node`]: one shard's chat state — its connections, the local members
 //!   of rooms, the rooms homed on it — and the routing between shards.
 //! - [`room`]: a room at its home: sequence numbers, retained history, members.
+//! - [`presence`]: batching of join/leave events so a filling room does not
+//!   cost members × joins frames.
 //! - [`wire`]: the rkyv frames shards exchange over their rings.
 //! - [`conn`]: a connection's bounded, corked outbound queue and raw I/O.
 //! - [`ws_conn`] / [`resp_conn`]: the WebSocket and RESP sessions.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod conn;
 pub mod doctor;
 pub mod node;
+pub mod presence;
 pub mod resp;
 pub mod resp_conn;
 pub mod room;

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,7 @@ use smallvec::SmallVec;
 use crate::api::{self, ApiError, Data};
 use crate::config::Config;
 use crate::conn::{Conn, Flushed, Frame, Kind, Queued, Sent};
+use crate::presence::{self, Offer};
 use crate::resp::{self, Proto};
 use crate::room::{home_of, newest_within, HomeRoom, Joined};
 use crate::sendring::SendRing;
@@ -70,9 +71,20 @@ pub struct Node {
     /// (oldest first; may name rooms gone or joined since). Evicted first
     /// when `retained` passes its budget.
     idle: RefCell<VecDeque<Box<str>>>,
+    /// Rooms homed here with presence events held, each with when its
+    /// batch leaves (in that order: the interval is the same for all).
+    presence_due: RefCell<VecDeque<(Instant, Box<str>)>>,
+    presence_waker: RefCell<Option<Waker>>,
     /// Set when a graceful shutdown has begun.
     pub stopping: Cell<bool>,
 }
+
+/// Connection ids start at 1 in every shard's range: an `exclude` of 0
+/// skips nobody.
+const NOBODY: u64 = 0;
+
+/// Shards to send an ephemeral frame to, the connection it skips, the JSON.
+type Ephemeral = (SmallVec<[usize; 8]>, u64, Vec<u8>);
 
 fn req_id(req: &[u8]) -> Option<&str> {
     if req.is_empty() {
@@ -122,6 +134,8 @@ impl Node {
             send_ring: RefCell::new(None),
             retained: Cell::new(0),
             idle: RefCell::new(VecDeque::new()),
+            presence_due: RefCell::new(VecDeque::new()),
+            presence_waker: RefCell::new(None),
             stopping: Cell::new(false),
         })
     }
@@ -726,14 +740,15 @@ impl Node {
                 backlog,
                 epoch,
             };
-            let presence = (joined == Joined::New).then(|| {
-                let targets: SmallVec<[usize; 8]> = r.member_shards().collect();
-                (targets, api::presence(room, user, true))
-            });
+            let presence = if joined == Joined::New {
+                self.offer_presence(room, r, conn, user.into(), true)
+            } else {
+                None
+            };
             (ack, presence)
         };
-        if let Some((targets, json)) = presence {
-            self.fan_out_ephemeral(&targets, room, conn, json);
+        if let Some((targets, exclude, json)) = presence {
+            self.fan_out_ephemeral(&targets, room, exclude, json);
         }
         self.dispatch(shard, &ack);
     }
@@ -743,17 +758,96 @@ impl Node {
             let mut homed = self.homed.borrow_mut();
             let Some(r) = homed.get_mut(room) else { return };
             let left = r.leave(conn, shard_of(conn));
-            let targets: SmallVec<[usize; 8]> = r.member_shards().collect();
+            let presence = left.and_then(|user| self.offer_presence(room, r, conn, user, false));
             if r.is_vacant() {
                 homed.remove(room);
                 self.stats.rooms_homed.sub(1);
             } else if r.member_count() == 0 {
                 self.idle.borrow_mut().push_back(room.into());
             }
-            left.map(|user| (targets, api::presence(room, &user, false)))
+            presence
         };
-        if let Some((targets, json)) = presence {
-            self.fan_out_ephemeral(&targets, room, conn, json);
+        if let Some((targets, exclude, json)) = presence {
+            self.fan_out_ephemeral(&targets, room, exclude, json);
+        }
+    }
+
+    /// Passes a join or leave through the room's presence gate: what to
+    /// send now, if anything (see [`crate::presence`]).
+    fn offer_presence(
+        &self,
+        room: &str,
+        r: &mut HomeRoom,
+        conn: u64,
+        user: Rc<str>,
+        joined: bool,
+    ) -> Option<Ephemeral> {
+        self.stats.presence_events.inc();
+        let interval = Duration::from_millis(self.cfg.presence_interval_ms);
+        let event = presence::Event { conn, user, joined };
+        match r.presence.offer(event, Instant::now(), interval) {
+            Offer::Now(e) => Some((
+                r.member_shards().collect(),
+                e.conn,
+                api::presence(room, &e.user, e.joined),
+            )),
+            Offer::Scheduled(due) => {
+                self.stats.presence_held.inc();
+                self.presence_due.borrow_mut().push_back((due, room.into()));
+                if let Some(w) = self.presence_waker.borrow_mut().take() {
+                    w.wake();
+                }
+                None
+            }
+            Offer::Held => {
+                self.stats.presence_held.inc();
+                None
+            }
+        }
+    }
+
+    /// Sends each room's held presence events when its interval ends: one
+    /// frame per room, in the single-event form when only one was held.
+    pub async fn run_presence(self: Rc<Self>) {
+        loop {
+            let next = std::future::poll_fn(|cx| match self.presence_due.borrow().front() {
+                Some(&(due, _)) => Poll::Ready(due),
+                None => {
+                    *self.presence_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+            let wait = next.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+            let now = Instant::now();
+            loop {
+                let room = {
+                    let mut due = self.presence_due.borrow_mut();
+                    match due.front() {
+                        Some(&(t, _)) if t <= now => due.pop_front().map(|(_, room)| room),
+                        _ => None,
+                    }
+                };
+                let Some(room) = room else { break };
+                let batch: Ephemeral = {
+                    let mut homed = self.homed.borrow_mut();
+                    let Some(r) = homed.get_mut(&*room) else {
+                        continue;
+                    };
+                    let events = r.presence.take(now);
+                    let targets = r.member_shards().collect();
+                    match events.as_slice() {
+                        [] => continue,
+                        [e] => (targets, e.conn, api::presence(&room, &e.user, e.joined)),
+                        all => (targets, NOBODY, api::presence_batch(&room, all)),
+                    }
+                };
+                let (targets, exclude, json) = batch;
+                self.fan_out_ephemeral(&targets, &room, exclude, json);
+            }
         }
     }
 

@@ -10,6 +10,8 @@ use ahash::AHashMap;
 use bytes::Bytes;
 use smallvec::SmallVec;
 
+use crate::presence::Gate;
+
 /// Longest room name, in bytes.
 pub const MAX_ROOM_NAME: usize = 128;
 
@@ -86,6 +88,8 @@ pub struct HomeRoom {
     members: AHashMap<u64, Rc<str>>,
     /// Member connections per shard, indexed by shard id.
     per_shard: SmallVec<[u32; 8]>,
+    /// Join and leave events on their way to the members.
+    pub presence: Gate,
 }
 
 /// What a join did.
@@ -109,6 +113,7 @@ impl HomeRoom {
             capacity,
             members: AHashMap::new(),
             per_shard: SmallVec::from_elem(0, shards),
+            presence: Gate::default(),
         }
     }
 

@@ -159,6 +159,7 @@ async fn run_shard(
     }
     monoio::spawn(node.clone().run_flusher());
     monoio::spawn(node.clone().run_held_retry());
+    monoio::spawn(node.clone().run_presence());
     monoio::spawn(heartbeat(node.clone()));
     let canceller = Canceller::new();
     for (std, kind) in [(ws, Listener::Ws), (resp, Listener::Resp)] {

@@ -133,6 +133,11 @@ pub struct ShardStats {
     pub writes: Counter,
     /// `io_uring_enter` calls that carried a turn's batch of sends.
     pub send_batches: Counter,
+    /// Joins and leaves at rooms homed here (each is presence news).
+    pub presence_events: Counter,
+    /// Of those, events held for a batch because the room had sent
+    /// presence within `presence_interval_ms`.
+    pub presence_held: Counter,
     /// Frames sent to other shards.
     pub ring_sent: Counter,
     /// Frames received from other shards.

@@ -280,6 +280,41 @@ async fn presence_typing_and_members() {
     assert_eq!(p["event"], "leave");
 }
 
+/// Joins inside one presence interval reach every member as one frame
+/// listing them in order, rather than one frame per join per member.
+#[tokio::test]
+async fn presence_in_a_burst_is_batched_in_order() {
+    let server = Server::start(&["--presence-interval-ms", "3000"]);
+    let mut clients = clients_on_every_shard(&server, 2, 2, "p").await;
+    let mut a = clients.remove(0);
+    // The first event in a quiet room leaves at once (to nobody else yet);
+    // the joins after it, within the interval, are held.
+    a.join("burst").await;
+    for c in clients.iter_mut() {
+        c.join("burst").await;
+    }
+    let want: Vec<Value> = clients
+        .iter()
+        .map(|c| json!({"user": c.user, "event": "join"}))
+        .collect();
+    let batch = json!({"op":"presence","room":"burst","events":want});
+    assert_eq!(a.recv_op("presence").await, batch);
+    // A batch goes to every member, those it lists included.
+    for c in clients.iter_mut() {
+        assert_eq!(c.recv_op("presence").await, batch);
+    }
+    let stats = server.stats().await;
+    let joins = 1 + clients.len() as u64;
+    assert_eq!(
+        per_shard(&stats, "presence_events").iter().sum::<u64>(),
+        joins
+    );
+    assert_eq!(
+        per_shard(&stats, "presence_held").iter().sum::<u64>(),
+        joins - 1
+    );
+}
+
 /// A member that stops reading is closed once its queue passes the bound;
 /// a member that keeps reading gets every message.
 #[tokio::test]
