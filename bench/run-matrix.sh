@@ -88,6 +88,7 @@ else
     "broadcast|--connections 5000 --rooms 1 --publishers 10 --size 100 --delivery-rate 10000 --find-max --p99-ms 250 --factor 1.25 --max-steps 10 --warmup 2 --duration 5 --drain 5"
     "idle|--connections 18000 --rooms 0 --idle --duration 3 --sources 2 --connect-rate 10000"
     "storm|--connections 10000 --rooms 0 --idle --duration 1 --connect-rate 0 --max-connecting 2000"
+    "join-storm|--connections 5000 --rooms 1 --publishers 10 --size 100 --delivery-rate 5000 --warmup 1 --duration 2 --drain 5 --connect-rate 0 --max-connecting 2000"
     "cross-shard@ringcast-ws:1 ringcast-ws:2|--connections 5000 --rooms 50 --publishers 500 --size 100 --delivery-rate 20000 --warmup 2 --duration 8 --drain 5"
     "cross-shard-local@ringcast-ws:2|--connections 6000 --rooms 50 --local-members 100 --shard-local --publishers 500 --size 100 --delivery-rate 20000 --warmup 2 --duration 8 --drain 5"
   )
