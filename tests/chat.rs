@@ -315,6 +315,30 @@ async fn presence_in_a_burst_is_batched_in_order() {
     );
 }
 
+/// A batch longer than fits `max_payload` leaves as several frames, in order.
+#[tokio::test]
+async fn presence_batches_are_split_to_fit_max_payload() {
+    // 256 bytes of payload: two events (under 128 bytes each) per frame.
+    let server = Server::start(&["--presence-interval-ms", "3000", "--max-payload", "256"]);
+    let mut clients = clients_on_every_shard(&server, 2, 2, "q").await;
+    let mut a = clients.remove(0);
+    a.join("split").await;
+    for c in clients.iter_mut() {
+        c.join("split").await;
+    }
+    let users: Vec<&str> = clients.iter().map(|c| c.user.as_str()).collect();
+    for chunk in users.chunks(2) {
+        let want: Vec<Value> = chunk
+            .iter()
+            .map(|u| json!({"user": u, "event": "join"}))
+            .collect();
+        assert_eq!(
+            a.recv_op("presence").await,
+            json!({"op":"presence","room":"split","events":want})
+        );
+    }
+}
+
 /// A member that stops reading is closed once its queue passes the bound;
 /// a member that keeps reading gets every message.
 #[tokio::test]

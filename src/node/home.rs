@@ -159,21 +159,26 @@ impl Node {
                     }
                 };
                 let Some(room) = room else { break };
-                let batch: Ephemeral = {
+                let (targets, events): (SmallVec<[usize; 8]>, _) = {
                     let mut homed = self.homed.borrow_mut();
                     let Some(r) = homed.get_mut(&*room) else {
                         continue;
                     };
-                    let events = r.presence.take(now);
-                    let targets = r.member_shards().collect();
-                    match events.as_slice() {
-                        [] => continue,
-                        [e] => (targets, e.conn, api::presence(&room, &e.user, e.joined)),
-                        all => (targets, NOBODY, api::presence_batch(&room, all)),
-                    }
+                    (r.member_shards().collect(), r.presence.take(now))
                 };
-                let (targets, exclude, json) = batch;
-                self.fan_out_ephemeral(&targets, &room, exclude, json);
+                if let [e] = events.as_slice() {
+                    let json = api::presence(&room, &e.user, e.joined);
+                    self.fan_out_ephemeral(&targets, &room, e.conn, json);
+                    continue;
+                }
+                // A user name is at most 64 bytes, so an event is under 128
+                // bytes of JSON: frames stay within max_payload, which every
+                // connection's outbound bound has room for.
+                let per_frame = (self.cfg.max_payload / 128).max(1);
+                for chunk in events.chunks(per_frame) {
+                    let json = api::presence_batch(&room, chunk);
+                    self.fan_out_ephemeral(&targets, &room, NOBODY, json);
+                }
             }
         }
     }
