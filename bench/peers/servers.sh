@@ -12,7 +12,12 @@ REPO_DIR=${REPO_DIR:-$(cd "$BENCH_DIR/.." && pwd)}
 LOG_DIR=${LOG_DIR:-$(mktemp -d)}
 BENCH_BIN=${BENCH_BIN:-$REPO_DIR/target/release/ringcast-bench}
 RINGCAST_BIN=${RINGCAST_BIN:-$REPO_DIR/target/release/ringcast}
-PORT_BASE=${PORT_BASE:-19100}
+# Servers listen below the ephemeral port range: a client socket of the
+# generator can then never hold their ports (its TIME_WAIT sockets would block
+# a listener's bind, SO_REUSEADDR or not, as they do not set it themselves).
+EPHEMERAL_LO=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+((EPHEMERAL_LO > 2024)) || EPHEMERAL_LO=20100
+PORT_BASE=${PORT_BASE:-$((EPHEMERAL_LO - 1000))}
 
 SERVER_PID=
 SERVER_ADDR=
@@ -34,10 +39,9 @@ wait_port() {
 }
 
 # Free to listen on: no socket but a TIME_WAIT one has it as its local
-# port. TIME_WAIT does not stop a bind with SO_REUSEADDR (every server here
-# sets it), and after the idle and overload runs thousands of them sit on
-# the ports below; a live socket does stop it, and with a tuned
-# ip_local_port_range the generator's own client sockets can hold them.
+# port. A server's own TIME_WAIT sockets do not stop a bind with SO_REUSEADDR
+# (every server here sets it), and after the idle and overload runs
+# thousands of them sit on the ports below; a live socket does stop it.
 port_free() {
   ! ss -Htan exclude time-wait "( sport = :$1 )" 2>/dev/null | grep -q .
 }
