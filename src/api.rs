@@ -413,14 +413,20 @@ pub fn presence(room: &str, user: &str, joined: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + room.len() + user.len());
     open(&mut out, "presence", None);
     field_room(&mut out, room);
-    out.extend_from_slice(b",\"user\":");
-    push_str(&mut out, user);
+    out.push(b',');
+    user_event(&mut out, user, joined);
+    out
+}
+
+/// `"user":U,"event":"join"|"leave"}`: the tail of a presence event.
+fn user_event(out: &mut Vec<u8>, user: &str, joined: bool) {
+    out.extend_from_slice(b"\"user\":");
+    push_str(out, user);
     out.extend_from_slice(if joined {
         b",\"event\":\"join\"}"
     } else {
         b",\"event\":\"leave\"}"
     });
-    out
 }
 
 /// `{"op":"presence","room":R,"events":[{"user":U,"event":"join"|"leave"},…]}`:
@@ -434,13 +440,8 @@ pub fn presence_batch(room: &str, events: &[crate::presence::Event]) -> Vec<u8> 
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(b"{\"user\":");
-        push_str(&mut out, &e.user);
-        out.extend_from_slice(if e.joined {
-            b",\"event\":\"join\"}"
-        } else {
-            b",\"event\":\"leave\"}"
-        });
+        out.push(b'{');
+        user_event(&mut out, &e.user, e.joined);
     }
     out.extend_from_slice(b"]}");
     out
