@@ -1,39 +1,41 @@
 //! ringcast: an io_uring, thread-per-core chat edge server.
 //!
 //! # Layout
-//! - [`server`]: start-up (listeners, shards, admin thread) and shutdown.
-//! - [`node`]: one shard's chat state — its connections, the local members
-//!   of rooms, the rooms homed on it — and the routing between shards.
-//! - [`room`]: a room at its home: sequence numbers, retained history, members.
-//! - [`presence`]: batching of join/leave events so a filling room does not
-//!   cost members × joins frames.
-//! - [`wire`]: the rkyv frames shards exchange over their rings.
-//! - [`conn`]: a connection's bounded, corked outbound queue and raw I/O.
-//! - [`ws_conn`] / [`resp_conn`]: the WebSocket and RESP sessions.
-//! - [`ws`] / [`resp`]: sans-I/O codecs for RFC 6455 and RESP.
-//! - [`api`]: the chat protocol's JSON requests and replies.
-//! - [`admin`] and [`stats`]: `/stats`, `/metrics`, `/healthz` and the
-//!   per-shard counters behind them.
-//! - [`config`]: settings from a TOML file and flags.
-//! - [`doctor`]: what this host's kernel and limits allow.
+//! One folder per layer; arrows between them point down this list only
+//! (a test, `tests/layout.rs`, keeps it so):
 //!
-//! The thread-per-core runtime itself (threads, pinning, rings, wake-ups)
-//! is the `shards` crate; see docs/architecture.md for one message's path.
+//! - [`server`]: start-up (listeners, shards, the admin thread), one
+//!   shard's life, and shutdown.
+//! - [`admin`] and [`doctor`]: operations — `/stats`, `/metrics`,
+//!   `/healthz` over HTTP; what this host's kernel and limits allow.
+//! - [`session`]: one file per protocol (WebSocket, RESP) on the shared
+//!   read loop: what a client says, and what the shard is asked to do.
+//! - [`shard`]: one shard's chat state — the frames between shards and the
+//!   mesh they travel, the rooms homed here (sequence, history, members,
+//!   presence, retention), delivery to local members, the flusher, and the
+//!   per-shard counters.
+//! - [`conn`]: protocol-agnostic connection I/O — the bounded outbound
+//!   queue, reply order, reads, the io_uring send ring and file table.
+//! - [`proto`]: sans-I/O codecs that know none of the above — RFC 6455
+//!   ([`proto::ws`]), RESP ([`proto::resp`]) and the JSON chat protocol
+//!   ([`proto::chat`]).
+//! - [`config`]: settings from a TOML file and flags, used by every layer.
+//!
+//! Below all of them, the `shards` crate is the thread-per-core runtime
+//! (threads, pinning, the SPSC ring mesh, wake-ups). One WebSocket
+//! publish to a member on another shard runs through
+//! `session/ws.rs` → `shard/requests.rs` → `shard/mesh.rs` (the ring) →
+//! `shard/inbox.rs` and `shard/homing.rs` at the room's home → back over
+//! the mesh → `shard/member.rs` → the member's queue in `conn/queue.rs`
+//! and out through the flusher and `conn/sendring.rs`; docs/architecture.md
+//! draws it.
 #![warn(unreachable_pub)]
 
 pub mod admin;
-pub mod api;
 pub mod config;
 pub mod conn;
 pub mod doctor;
-pub mod node;
-pub mod presence;
-pub mod resp;
-pub mod resp_conn;
-pub mod room;
-pub mod sendring;
+pub mod proto;
 pub mod server;
-pub mod stats;
-pub mod wire;
-pub mod ws;
-pub mod ws_conn;
+pub mod session;
+pub mod shard;

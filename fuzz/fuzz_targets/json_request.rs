@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringcast::api::{self, Request};
+use ringcast::proto::chat::{self as api, Request};
 
 fuzz_target!(|data: &[u8]| {
     let (id, req) = api::parse(data, 1024);
@@ -22,11 +22,11 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(v["data"], original, "minify keeps the value");
         }
         Ok(Request::Join { room, .. }) | Ok(Request::Leave { room }) | Ok(Request::Members { room }) => {
-            assert!(ringcast::room::valid_room_name(room.as_bytes()));
+            assert!(ringcast::proto::chat::valid_room_name(room.as_bytes()));
         }
         Ok(_) => {}
         Err(e) => {
-            let reply = api::error(id, e.code, &e.message);
+            let reply = api::error(id, e.code.as_str(), &e.message);
             serde_json::from_slice::<serde_json::Value>(&reply).expect("error reply is JSON");
         }
     }

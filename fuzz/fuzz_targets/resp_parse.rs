@@ -12,7 +12,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use ringcast::resp::{parse_command, Command, Parser, RespError};
+use ringcast::proto::resp::{parse_command, Command, Parser, RespError};
 
 /// Small enough that the fuzzer reaches the bulk length bound.
 const MAX_BULK: usize = 4096;

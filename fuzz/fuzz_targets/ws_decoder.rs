@@ -11,7 +11,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use ringcast::ws::{parse_request, CloseError, Decoder, Message};
+use ringcast::proto::ws::{parse_request, CloseError, Decoder, Message};
 
 /// Small enough that the fuzzer reaches the 1009 "too big" paths.
 const MAX_MESSAGE: usize = 64 * 1024;

@@ -1,0 +1,216 @@
+//! The `/stats` JSON document and the `/metrics` Prometheus text, read
+//! from the shards' counters (each written by its own shard).
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use crate::shard::stats::{unix_ms, ErrorKind, ShardStats};
+
+/// A heartbeat older than this makes `/healthz` fail.
+const HEALTHY_WITHIN_MS: u64 = 1000;
+
+type Field = (&'static str, &'static str, bool, fn(&ShardStats) -> u64);
+
+/// Every per-shard number: name, help, is-gauge, getter.
+const FIELDS: &[Field] = &[
+    ("connections_ws", "Open WebSocket connections", true, |s| {
+        s.conns_ws.get()
+    }),
+    ("connections_resp", "Open RESP connections", true, |s| {
+        s.conns_resp.get()
+    }),
+    ("accepted", "Connections accepted", false, |s| {
+        s.accepted.get()
+    }),
+    (
+        "accept_fd_exhausted",
+        "accept() failures for lack of file descriptors",
+        false,
+        |s| s.accept_fd_exhausted.get(),
+    ),
+    ("rooms_homed", "Rooms whose home is this shard", true, |s| {
+        s.rooms_homed.get()
+    }),
+    (
+        "rooms_evicted",
+        "Memberless rooms dropped to keep retained history within budget",
+        false,
+        |s| s.rooms_evicted.get(),
+    ),
+    (
+        "memberships",
+        "Connection-room memberships on this shard",
+        true,
+        |s| s.memberships.get(),
+    ),
+    (
+        "messages_in",
+        "Messages published by this shard's clients",
+        false,
+        |s| s.messages_in.get(),
+    ),
+    (
+        "messages_sequenced",
+        "Messages sequenced by this shard as a room home",
+        false,
+        |s| s.messages_sequenced.get(),
+    ),
+    (
+        "deliveries",
+        "Room messages queued to this shard's connections",
+        false,
+        |s| s.deliveries.get(),
+    ),
+    ("bytes_in", "Bytes read from clients", false, |s| {
+        s.bytes_in.get()
+    }),
+    ("bytes_out", "Bytes written to clients", false, |s| {
+        s.bytes_out.get()
+    }),
+    (
+        "writes",
+        "Sends to clients (sendmsg calls and io_uring entries)",
+        false,
+        |s| s.writes.get(),
+    ),
+    (
+        "send_batches",
+        "io_uring_enter calls that each carried a turn's sends",
+        false,
+        |s| s.send_batches.get(),
+    ),
+    (
+        "presence_events",
+        "Joins and leaves at rooms homed on the shard",
+        false,
+        |s| s.presence_events.get(),
+    ),
+    (
+        "presence_held",
+        "Presence events held for a batch (room within presence_interval_ms)",
+        false,
+        |s| s.presence_held.get(),
+    ),
+    ("ring_sent", "Frames sent to other shards", false, |s| {
+        s.ring_sent.get()
+    }),
+    (
+        "ring_received",
+        "Frames received from other shards",
+        false,
+        |s| s.ring_received.get(),
+    ),
+    ("ring_full", "Sends that found a ring full", false, |s| {
+        s.ring_full.get()
+    }),
+    (
+        "slow_consumer_closes",
+        "Connections closed as slow consumers",
+        false,
+        |s| s.slow_consumer_closes.get(),
+    ),
+];
+
+fn shard_json(id: usize, s: &ShardStats, now_ms: u64, uptime_s: u64) -> Value {
+    let mut obj = Map::new();
+    obj.insert("shard".into(), json!(id));
+    obj.insert("core".into(), json!(s.core_plus_one.get().checked_sub(1)));
+    obj.insert(
+        "driver".into(),
+        json!(if s.io_uring.get() == 1 {
+            "io_uring"
+        } else {
+            "epoll"
+        }),
+    );
+    obj.insert(
+        "connections".into(),
+        json!(s.conns_ws.get() + s.conns_resp.get()),
+    );
+    for (name, _, _, get) in FIELDS {
+        obj.insert((*name).into(), json!(get(s)));
+    }
+    let errors: Map<String, Value> = ErrorKind::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), json!(s.errors[*k as usize].get())))
+        .collect();
+    obj.insert("errors".into(), Value::Object(errors));
+    obj.insert(
+        "heartbeat_age_ms".into(),
+        json!(now_ms.saturating_sub(s.heartbeat_ms.get())),
+    );
+    obj.insert("uptime_s".into(), json!(uptime_s));
+    Value::Object(obj)
+}
+
+/// The `/stats` document.
+pub fn stats(shards: &[Arc<ShardStats>], uptime_s: u64) -> Value {
+    let now = unix_ms();
+    let per_shard: Vec<Value> = shards
+        .iter()
+        .enumerate()
+        .map(|(i, s)| shard_json(i, s, now, uptime_s))
+        .collect();
+    let mut totals = Map::new();
+    let sum = |f: fn(&ShardStats) -> u64| shards.iter().map(|s| f(s)).sum::<u64>();
+    totals.insert(
+        "connections".into(),
+        json!(sum(|s| s.conns_ws.get() + s.conns_resp.get())),
+    );
+    for (name, _, _, get) in FIELDS {
+        totals.insert((*name).into(), json!(sum(*get)));
+    }
+    let errors: u64 = shards
+        .iter()
+        .flat_map(|s| s.errors.iter().map(|c| c.get()))
+        .sum();
+    totals.insert("protocol_errors".into(), json!(errors));
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": uptime_s,
+        "shard_count": shards.len(),
+        "healthy": healthy(shards),
+        "node": totals,
+        "shards": per_shard,
+    })
+}
+
+/// The `/metrics` document.
+pub fn metrics(shards: &[Arc<ShardStats>], uptime_s: u64) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(8192);
+    for (name, help, gauge, get) in FIELDS {
+        let kind = if *gauge { "gauge" } else { "counter" };
+        let metric = if *gauge {
+            format!("ringcast_{name}")
+        } else {
+            format!("ringcast_{name}_total")
+        };
+        let _ = writeln!(out, "# HELP {metric} {help}.\n# TYPE {metric} {kind}");
+        for (i, s) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{metric}{{shard=\"{i}\"}} {}", get(s));
+        }
+    }
+    let _ = writeln!(out, "# HELP ringcast_protocol_errors_total Protocol errors by kind.\n# TYPE ringcast_protocol_errors_total counter");
+    for (i, s) in shards.iter().enumerate() {
+        for k in ErrorKind::ALL {
+            let _ = writeln!(
+                out,
+                "ringcast_protocol_errors_total{{shard=\"{i}\",kind=\"{}\"}} {}",
+                k.name(),
+                s.errors[k as usize].get()
+            );
+        }
+    }
+    let _ = writeln!(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\nringcast_uptime_seconds {uptime_s}");
+    out
+}
+
+/// Every shard's event loop ticked within the last second.
+pub fn healthy(shards: &[Arc<ShardStats>]) -> bool {
+    let now = unix_ms();
+    shards
+        .iter()
+        .all(|s| now.saturating_sub(s.heartbeat_ms.get()) <= HEALTHY_WITHIN_MS)
+}

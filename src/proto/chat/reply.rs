@@ -1,0 +1,287 @@
+//! Replies and events, written straight into byte buffers as JSON text.
+//! See docs/protocol.md for the contract.
+
+use super::json::{push_str, push_u64};
+
+fn open(out: &mut Vec<u8>, op: &str, id: Option<&str>) {
+    out.extend_from_slice(b"{\"op\":\"");
+    out.extend_from_slice(op.as_bytes());
+    out.push(b'"');
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(id.as_bytes());
+    }
+}
+
+fn field_room(out: &mut Vec<u8>, room: &str) {
+    out.extend_from_slice(b",\"room\":");
+    push_str(out, room);
+}
+
+/// `{"op":"welcome","user":U,"conn":"ID","shard":N}`
+pub fn welcome(user: &str, conn: u64, shard: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(80 + user.len());
+    open(&mut out, "welcome", None);
+    out.extend_from_slice(b",\"user\":");
+    push_str(&mut out, user);
+    out.extend_from_slice(b",\"conn\":\"");
+    push_u64(&mut out, conn);
+    out.extend_from_slice(b"\",\"shard\":");
+    push_u64(&mut out, shard as u64);
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"ok","id":…,"room":R,"seq":S[,"recovered":false]}`; `seq` None
+/// leaves it out (leave).
+pub fn ok(id: Option<&str>, room: &str, seq: Option<u64>, recovered: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len());
+    open(&mut out, "ok", id);
+    field_room(&mut out, room);
+    if let Some(seq) = seq {
+        out.extend_from_slice(b",\"seq\":");
+        push_u64(&mut out, seq);
+    }
+    if !recovered {
+        out.extend_from_slice(b",\"recovered\":false");
+    }
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"error","id":…,"code":C,"message":M}`
+pub fn error(id: Option<&str>, code: &str, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + message.len());
+    open(&mut out, "error", id);
+    out.extend_from_slice(b",\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.extend_from_slice(b"\",\"message\":");
+    push_str(&mut out, message);
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"pong","id":…}`
+pub fn pong(id: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    open(&mut out, "pong", id);
+    out.push(b'}');
+    out
+}
+
+/// How a message's `data` is carried.
+pub enum Data<'a> {
+    /// Compact JSON text from a WebSocket publish.
+    Json(&'a [u8]),
+    /// Raw bytes from a RESP publish.
+    Raw(&'a [u8]),
+}
+
+/// `{"op":"message","room":R,"seq":S,"user":U,"ts":T,"data":…}`, and the
+/// range of the JSON `data` inside it when it is JSON (so RESP can reuse it).
+pub fn message(room: &str, seq: u64, user: &str, ts: u64, data: Data<'_>) -> Vec<u8> {
+    let len = match &data {
+        Data::Json(d) => d.len(),
+        Data::Raw(d) => d.len() * 4 / 3 + 16,
+    };
+    let mut out = Vec::with_capacity(72 + room.len() + user.len() + len);
+    open(&mut out, "message", None);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"seq\":");
+    push_u64(&mut out, seq);
+    out.extend_from_slice(b",\"user\":");
+    push_str(&mut out, user);
+    out.extend_from_slice(b",\"ts\":");
+    push_u64(&mut out, ts);
+    match data {
+        Data::Json(d) => {
+            out.extend_from_slice(b",\"data\":");
+            out.extend_from_slice(d);
+        }
+        Data::Raw(d) => match std::str::from_utf8(d) {
+            Ok(s) => {
+                out.extend_from_slice(b",\"data\":");
+                push_str(&mut out, s);
+            }
+            Err(_) => {
+                use base64::Engine as _;
+                out.extend_from_slice(b",\"data_b64\":\"");
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(d)
+                        .as_bytes(),
+                );
+                out.push(b'"');
+            }
+        },
+    }
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"presence","room":R,"user":U,"event":"join"|"leave"}`
+pub fn presence(room: &str, user: &str, joined: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + user.len());
+    open(&mut out, "presence", None);
+    field_room(&mut out, room);
+    out.push(b',');
+    user_event(&mut out, user, joined);
+    out
+}
+
+/// `"user":U,"event":"join"|"leave"}`: the tail of a presence event.
+fn user_event(out: &mut Vec<u8>, user: &str, joined: bool) {
+    out.extend_from_slice(b"\"user\":");
+    push_str(out, user);
+    out.extend_from_slice(if joined {
+        b",\"event\":\"join\"}"
+    } else {
+        b",\"event\":\"leave\"}"
+    });
+}
+
+/// `{"op":"presence","room":R,"events":[{"user":U,"event":"join"|"leave"},…]}`:
+/// a batch of presence events `(user, joined)`, oldest first.
+pub fn presence_batch<'e>(
+    room: &str,
+    events: impl ExactSizeIterator<Item = (&'e str, bool)>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + events.len() * 40);
+    open(&mut out, "presence", None);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"events\":[");
+    for (i, (user, joined)) in events.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.push(b'{');
+        user_event(&mut out, user, joined);
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// `{"op":"typing","room":R,"user":U,"state":bool}`
+pub fn typing(room: &str, user: &str, state: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + user.len());
+    open(&mut out, "typing", None);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"user\":");
+    push_str(&mut out, user);
+    out.extend_from_slice(if state {
+        b",\"state\":true}"
+    } else {
+        b",\"state\":false}"
+    });
+    out
+}
+
+/// `{"op":"history","id":…,"room":R,"messages":[…]}`
+/// `more` says the reply stopped short (at the reply size budget): ask
+/// again with `since` set to the last seq received.
+pub fn history<'m>(
+    id: Option<&str>,
+    room: &str,
+    messages: impl Iterator<Item = &'m [u8]>,
+    more: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    open(&mut out, "history", id);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"messages\":[");
+    for (i, m) in messages.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(m);
+    }
+    out.push(b']');
+    if more {
+        out.extend_from_slice(b",\"more\":true");
+    }
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"members","id":…,"room":R,"users":[…],"count":N}`
+pub fn members<S: AsRef<str>>(id: Option<&str>, room: &str, users: &[S]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + users.len() * 16);
+    open(&mut out, "members", id);
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"users\":[");
+    for (i, u) in users.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_str(&mut out, u.as_ref());
+    }
+    out.extend_from_slice(b"],\"count\":");
+    push_u64(&mut out, users.len() as u64);
+    out.push(b'}');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn v(b: Vec<u8>) -> Value {
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[test]
+    fn replies_are_valid_json() {
+        assert_eq!(
+            v(welcome("a\"b", 5, 1)),
+            json!({"op":"welcome","user":"a\"b","conn":"5","shard":1})
+        );
+        assert_eq!(
+            v(ok(Some("\"q\""), "r", Some(3), false)),
+            json!({"op":"ok","id":"q","room":"r","seq":3,"recovered":false})
+        );
+        assert_eq!(v(ok(None, "r", None, true)), json!({"op":"ok","room":"r"}));
+        assert_eq!(
+            v(error(Some("1"), "bad_json", "x\ny")),
+            json!({"op":"error","id":1,"code":"bad_json","message":"x\ny"})
+        );
+        assert_eq!(v(pong(None)), json!({"op":"pong"}));
+        assert_eq!(
+            v(message("r", 2, "u", 9, Data::Json(br#"{"k":[1]}"#))),
+            json!({"op":"message","room":"r","seq":2,"user":"u","ts":9,"data":{"k":[1]}})
+        );
+        assert_eq!(
+            v(message("r", 2, "u", 9, Data::Raw(b"hi"))).get("data"),
+            Some(&json!("hi"))
+        );
+        assert_eq!(
+            v(message("r", 2, "u", 9, Data::Raw(&[0xff, 0]))).get("data_b64"),
+            Some(&json!("/wA="))
+        );
+        assert_eq!(
+            v(presence("r", "u", true)),
+            json!({"op":"presence","room":"r","user":"u","event":"join"})
+        );
+        assert_eq!(
+            v(presence_batch("r", [("a", true), ("b", false)].into_iter())),
+            json!({"op":"presence","room":"r","events":[
+                {"user":"a","event":"join"},{"user":"b","event":"leave"}]})
+        );
+        assert_eq!(
+            v(typing("r", "u", false)),
+            json!({"op":"typing","room":"r","user":"u","state":false})
+        );
+        assert_eq!(
+            v(history(None, "r", [&b"{}"[..], b"[]"].into_iter(), false)),
+            json!({"op":"history","room":"r","messages":[{},[]]})
+        );
+        assert_eq!(
+            v(history(None, "r", std::iter::empty(), true)),
+            json!({"op":"history","room":"r","messages":[],"more":true})
+        );
+        assert_eq!(
+            v(members(None, "r", &["a", "b"])),
+            json!({"op":"members","room":"r","users":["a","b"],"count":2})
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! WebSocket connections: the HTTP upgrade, then the chat protocol on `/ws`
+//! or plain echo on `/echo`.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+use super::{read_loop, Parsed, Protocol};
+use crate::conn::io::{linger, prepare_socket, read_some};
+use crate::conn::{Conn, Kind};
+use crate::proto::chat::{self, valid_user_name, ApiError, Code, Request, MAX_USER_NAME};
+use crate::proto::ws::{self, Decoder, Message, OpCode};
+use crate::shard::stats::ErrorKind;
+use crate::shard::wire::ReplyTo;
+use crate::shard::Shard;
+
+/// How long a client may take to send its upgrade request.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the peer's close after ours.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// Room for the JSON envelope around a payload of `max_payload` bytes: a
+/// request frame bigger than both is closed with 1009.
+const ENVELOPE_SLACK: usize = 4096;
+fn send_raw_and_close(stream: &TcpStream, bytes: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a non-blocking send of a small reply on an fd we own; if the
+    // socket cannot take it now the client gets just the close.
+    unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            bytes.as_ptr() as *const libc::c_void,
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
+    }
+}
+
+/// Serves one accepted WebSocket-port connection to its end.
+///
+/// The handshake and the closing linger run as boxed futures of their own,
+/// so the task that stays alive while a connection idles holds only the
+/// session's state (a connection's most expensive resource is this task).
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let Some((conn, buf)) = Box::pin(handshake(&shard, stream)).await else {
+        return;
+    };
+    session(&shard, &conn, buf).await;
+    if conn.is_closing() {
+        Box::pin(linger(&conn, CLOSE_LINGER)).await;
+    }
+    shard.unregister(&conn);
+}
+
+/// Reads and answers the upgrade request; on success the connection is
+/// registered and welcomed, and the bytes after the request are returned.
+async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, BytesMut)> {
+    prepare_socket(&stream);
+    let mut buf = BytesMut::new();
+    let head = monoio::time::timeout(HANDSHAKE_TIMEOUT, async {
+        loop {
+            match ws::parse_request(&buf) {
+                Ok(Some(parsed)) => return Ok(parsed),
+                Ok(None) => {}
+                Err(e) => return Err(Some(e.to_response())),
+            }
+            match read_some(&stream, &mut buf, 4096).await {
+                Ok(0) | Err(_) => return Err(None),
+                Ok(n) => shard.stats.bytes_in.add(n as u64),
+            }
+        }
+    })
+    .await;
+    let accepted = match head {
+        Ok(Ok((req, used))) => accept(req).map(|a| (a, used)),
+        Ok(Err(refusal)) => Err(refusal),
+        // Timed out before finishing the request.
+        Err(_) => Err(None),
+    };
+    let ((kind, accept_key, user), used) = match accepted {
+        Ok(accepted) => accepted,
+        Err(refusal) => {
+            if let Some(response) = refusal {
+                shard.stats.error(ErrorKind::BadHandshake);
+                send_raw_and_close(&stream, &response);
+            }
+            return None;
+        }
+    };
+    let _ = buf.split_to(used);
+    let limit = match kind {
+        Kind::Echo => shard
+            .cfg
+            .outbound_limit
+            .max(2 * shard.cfg.echo_max_message + 64),
+        _ => shard.cfg.outbound_limit,
+    };
+    let id = shard.next_conn_id();
+    let user = user.unwrap_or_else(|| format!("guest-{}-{}", shard.id, id & 0xffff_ffff_ffff));
+    let conn = Rc::new(Conn::new(id, stream, kind, user.into(), limit));
+    shard.register(&conn);
+    shard.stats.accepted.inc();
+    shard.send(&conn, ws::response_101(&accept_key).into());
+    if kind == Kind::Ws {
+        let welcome = chat::welcome(&conn.user.borrow(), id, shard.id);
+        shard.reply_json(&conn, &welcome);
+    }
+    Some((conn, buf))
+}
+
+/// An accepted upgrade: the endpoint, the `Sec-WebSocket-Accept` value and
+/// the user name asked for (`?user=`).
+type Accepted = (Kind, String, Option<String>);
+
+/// Routes a parsed request and checks it as an upgrade; a refusal is the
+/// HTTP response to send (`None`: the client just goes).
+fn accept(req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> {
+    let kind = match req.path.as_str() {
+        "/ws" | "/ws/" => Kind::Ws,
+        "/echo" => Kind::Echo,
+        _ => {
+            let body = format!(
+                "no such path {:?}: connect to /ws (chat) or /echo\n",
+                req.path
+            );
+            return Err(Some(ws::http_response(404, &body, &[])));
+        }
+    };
+    let accept_key = req.upgrade.map_err(|e| Some(e.to_response()))?;
+    let user = match req
+        .query
+        .as_deref()
+        .and_then(|q| ws::query_param(q, "user"))
+    {
+        Some(name) if valid_user_name(&name) => Some(name),
+        Some(_) => {
+            let body = format!("invalid user name: 1-{MAX_USER_NAME} printable bytes without quotes or backslashes\n");
+            return Err(Some(ws::http_response(400, &body, &[])));
+        }
+        None => None,
+    };
+    Ok((kind, accept_key, user))
+}
+
+async fn session(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: BytesMut) {
+    let max_message = match conn.kind {
+        Kind::Echo => shard.cfg.echo_max_message,
+        _ => shard.cfg.max_payload + ENVELOPE_SLACK,
+    };
+    let mut frames = Frames(Decoder::new(max_message));
+    read_loop(shard, conn, buf, &mut frames).await;
+}
+
+/// The WebSocket side of the read loop: frames in, messages handled.
+struct Frames(Decoder);
+
+impl Protocol for Frames {
+    fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {
+        loop {
+            if conn.is_closing() {
+                return Parsed::Done;
+            }
+            match self.0.decode(buf) {
+                Ok(Some(msg)) => on_message(shard, conn, msg),
+                Ok(None) => return Parsed::More,
+                Err(e) => {
+                    shard.stats.error(match e.code {
+                        1007 => ErrorKind::BadUtf8,
+                        1009 => ErrorKind::TooLarge,
+                        _ => ErrorKind::BadFrame,
+                    });
+                    tracing::debug!(
+                        conn = conn.id,
+                        code = e.code,
+                        reason = e.reason,
+                        "closing on a bad frame"
+                    );
+                    conn.push_last(Some(e.to_frame()));
+                    shard.flush(conn);
+                    return Parsed::Done;
+                }
+            }
+        }
+    }
+}
+
+fn on_message(shard: &Rc<Shard>, conn: &Rc<Conn>, msg: Message) {
+    match msg {
+        Message::Text(t) if conn.kind == Kind::Echo => {
+            shard.send(conn, ws::encode_frame(OpCode::Text, &t))
+        }
+        Message::Binary(b) if conn.kind == Kind::Echo => {
+            shard.send(conn, ws::encode_frame(OpCode::Binary, &b))
+        }
+        Message::Text(t) | Message::Binary(t) => on_request(shard, conn, &t),
+        Message::Ping(p) => shard.send(conn, ws::encode_frame(OpCode::Pong, &p)),
+        Message::Pong(_) => {}
+        Message::Close(code, _) => {
+            conn.push_last(Some(ws::close_frame(code.unwrap_or(1000), "")));
+            shard.flush(conn);
+        }
+    }
+}
+
+fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
+    let (id, req) = chat::parse(text, shard.cfg.max_payload);
+    let req = match req {
+        Ok(req) => req,
+        Err(e) => return shard.reply_error(conn, id, &e),
+    };
+    let not_member =
+        |room: &str| ApiError::new(Code::NotMember, format!("not a member of room {room}"));
+    match req {
+        Request::Ping => shard.reply_json(conn, &chat::pong(id)),
+        Request::Join { room, since } => {
+            if let Err(e) = shard.join(conn, &room, since, reply_to(id)) {
+                shard.reply_error(conn, id, &e);
+            }
+        }
+        Request::Leave { room } => {
+            if shard.leave(conn, &room) {
+                shard.reply_json(conn, &chat::ok(id, &room, None, true));
+            } else {
+                shard.reply_error(conn, id, &not_member(&room));
+            }
+        }
+        Request::Publish { room, data } => {
+            let data = chat::minify(data);
+            shard.publish(conn, &room, data.as_bytes(), false, reply_to(id));
+        }
+        Request::Typing { room, state } => {
+            if shard.is_member(conn, &room) {
+                shard.typing(conn, &room, state);
+            } else {
+                shard.reply_error(conn, id, &not_member(&room));
+            }
+        }
+        Request::History { room, since, limit } => shard.history(conn, &room, since, limit, id),
+        Request::Members { room } => shard.members(conn, &room, id),
+    }
+}
+
+/// Where a request's answer goes: back to this connection with its id.
+fn reply_to(id: Option<&str>) -> ReplyTo {
+    ReplyTo::Ws(id.map(Into::into))
+}

@@ -1,0 +1,335 @@
+//! The rooms whose home is this shard, as plain state with no I/O: the
+//! shard calls in with a request and gets back what to send to whom.
+//!
+//! - [`room`]: one room — sequence numbers, retained history, members.
+//! - [`presence`]: batching a room's joins and leaves.
+//! - [`retention`]: keeping retained bytes within budget.
+
+pub mod presence;
+pub mod retention;
+pub mod room;
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::proto::chat::{self, Data};
+use crate::shard::stats::ShardStats;
+use crate::shard::wire::Entry;
+use presence::{Event, Offer};
+use retention::Retention;
+use room::{newest_within, HomeRoom, Joined};
+
+/// Shards that have members of a room.
+pub type Targets = SmallVec<[usize; 8]>;
+
+/// An unsequenced event (presence, typing) for a room's member shards.
+#[derive(Debug)]
+pub struct Fanout {
+    /// The member shards.
+    pub targets: Targets,
+    /// A connection that must not get it (the one it is about), or 0.
+    pub exclude: u64,
+    /// The event as WebSocket clients see it.
+    pub json: Vec<u8>,
+}
+
+/// Connection ids start at 1 in every shard's range: an `exclude` of 0
+/// skips nobody.
+pub const NOBODY: u64 = 0;
+
+/// The home's answer to a join.
+#[derive(Debug)]
+pub struct JoinAnswer {
+    /// The room's last seq.
+    pub seq: u64,
+    /// False when `since` reached back past what is retained.
+    pub recovered: bool,
+    /// The room is full; nothing else changed.
+    pub full: bool,
+    /// Retained messages after `since`, oldest first.
+    pub backlog: Vec<Entry>,
+    /// The join as presence news, if it leaves now.
+    pub presence: Option<Fanout>,
+}
+
+/// A message the home sequenced.
+#[derive(Debug)]
+pub struct Sequenced {
+    /// Its seq.
+    pub seq: u64,
+    /// As WebSocket clients see it.
+    pub json: Bytes,
+    /// As RESP subscribers see it.
+    pub resp: Bytes,
+    /// The member shards to deliver it to.
+    pub targets: Targets,
+    /// Member connections when it was sequenced.
+    pub receivers: u32,
+}
+
+/// Settings the home needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Messages retained per room.
+    pub history: usize,
+    /// Bytes retained across the shard's rooms.
+    pub retained_bytes: usize,
+    /// Members per room (0: unlimited).
+    pub max_members: usize,
+    /// Least time between a room's presence frames.
+    pub presence_interval: Duration,
+    /// The most one reply (a join's backlog, a history page) may carry.
+    pub reply_budget: usize,
+}
+
+/// The rooms homed on one shard.
+pub struct Homes {
+    rooms: AHashMap<Box<str>, HomeRoom>,
+    retention: Retention,
+    /// Rooms with presence events held, each with when its batch leaves
+    /// (in that order: the interval is the same for all).
+    presence_due: VecDeque<(Instant, Box<str>)>,
+    /// The presence task, waiting for a batch to be scheduled.
+    presence_waker: Option<Waker>,
+    shards: usize,
+    limits: Limits,
+    stats: Arc<ShardStats>,
+}
+
+impl Homes {
+    /// No rooms yet, for a mesh of `shards` shards.
+    pub fn new(shards: usize, limits: Limits, stats: Arc<ShardStats>) -> Self {
+        Self {
+            rooms: AHashMap::new(),
+            retention: Retention::default(),
+            presence_due: VecDeque::new(),
+            presence_waker: None,
+            shards,
+            limits,
+            stats,
+        }
+    }
+
+    fn room_mut(&mut self, room: &str, idle_if_new: bool) -> &mut HomeRoom {
+        let (stats, shards, history) = (&self.stats, self.shards, self.limits.history);
+        let retention = &mut self.retention;
+        self.rooms.entry(room.into()).or_insert_with(|| {
+            stats.rooms_homed.inc();
+            if idle_if_new {
+                retention.went_idle(room);
+            }
+            HomeRoom::new(shards, history)
+        })
+    }
+
+    /// A connection of shard `shard` joins; with `since`, what it missed.
+    pub fn join(
+        &mut self,
+        room: &str,
+        conn: u64,
+        shard: usize,
+        user: &str,
+        since: Option<u64>,
+    ) -> JoinAnswer {
+        let limits = self.limits;
+        let r = self.room_mut(room, false);
+        let joined = r.join(conn, shard, user.into(), limits.max_members);
+        let (recovered, backlog) = match (since, &joined) {
+            (Some(since), Joined::New | Joined::Again) => {
+                // Whatever fits the reply budget, newest kept: a backlog
+                // cut short is reported as not recovered.
+                let (recovered, it) = r.since(since);
+                let (kept, cut) = newest_within(it, limits.reply_budget);
+                let backlog = kept
+                    .into_iter()
+                    .map(|e| Entry {
+                        seq: e.seq,
+                        json: e.json.to_vec(),
+                        resp: e.resp.to_vec(),
+                    })
+                    .collect();
+                (recovered && !cut, backlog)
+            }
+            _ => (true, Vec::new()),
+        };
+        let seq = r.seq();
+        let presence = if joined == Joined::New {
+            self.offer_presence(room, conn, user.into(), true)
+        } else {
+            None
+        };
+        JoinAnswer {
+            seq,
+            recovered,
+            full: joined == Joined::Full,
+            backlog,
+            presence,
+        }
+    }
+
+    /// A connection leaves; the leave as presence news, if it leaves now.
+    pub fn leave(&mut self, room: &str, conn: u64, shard: usize) -> Option<Fanout> {
+        let r = self.rooms.get_mut(room)?;
+        let left = r.leave(conn, shard);
+        let vacant = r.is_vacant();
+        let idle = r.member_count() == 0;
+        let presence = left.and_then(|user| self.offer_presence(room, conn, user, false));
+        if vacant {
+            self.rooms.remove(room);
+            self.stats.rooms_homed.sub(1);
+        } else if idle {
+            self.retention.went_idle(room);
+        }
+        presence
+    }
+
+    /// Passes a join or leave through the room's presence gate: what to
+    /// send now, if anything (see [`presence`]).
+    fn offer_presence(
+        &mut self,
+        room: &str,
+        conn: u64,
+        user: Rc<str>,
+        joined: bool,
+    ) -> Option<Fanout> {
+        self.stats.presence_events.inc();
+        let r = self.rooms.get_mut(room)?;
+        let event = Event { conn, user, joined };
+        match r
+            .presence
+            .offer(event, Instant::now(), self.limits.presence_interval)
+        {
+            Offer::Now(e) => Some(Fanout {
+                targets: r.member_shards().collect(),
+                exclude: e.conn,
+                json: chat::presence(room, &e.user, e.joined),
+            }),
+            Offer::Scheduled(due) => {
+                self.stats.presence_held.inc();
+                self.presence_due.push_back((due, room.into()));
+                if let Some(w) = self.presence_waker.take() {
+                    w.wake();
+                }
+                None
+            }
+            Offer::Held => {
+                self.stats.presence_held.inc();
+                None
+            }
+        }
+    }
+
+    /// When the next held presence batch leaves; registers the waker
+    /// until one is scheduled.
+    pub fn poll_presence_due(&mut self, cx: &mut Context<'_>) -> Poll<Instant> {
+        match self.presence_due.front() {
+            Some(&(due, _)) => Poll::Ready(due),
+            None => {
+                self.presence_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// The next room whose held presence batch is due at `now`: its name,
+    /// member shards and events, oldest first.
+    pub fn take_due_presence(&mut self, now: Instant) -> Option<(Box<str>, Targets, Vec<Event>)> {
+        loop {
+            match self.presence_due.front() {
+                Some(&(t, _)) if t <= now => {}
+                _ => return None,
+            }
+            let (_, room) = self.presence_due.pop_front()?;
+            if let Some(r) = self.rooms.get_mut(&*room) {
+                let targets = r.member_shards().collect();
+                let events = r.presence.take(now);
+                return Some((room, targets, events));
+            }
+        }
+    }
+
+    /// Gives a message the room's next seq, retains it, and keeps the
+    /// shard's retained bytes within budget.
+    pub fn publish(&mut self, room: &str, user: &str, data: Data<'_>, ts: u64) -> Sequenced {
+        let r = self.room_mut(room, true);
+        let before = r.retained_bytes();
+        let entry = r.append(|seq| match data {
+            Data::Raw(d) => {
+                let json = chat::message(room, seq, user, ts, Data::Raw(d));
+                (Bytes::from(json), Bytes::copy_from_slice(d))
+            }
+            Data::Json(d) => {
+                let json = Bytes::from(chat::message(room, seq, user, ts, Data::Json(d)));
+                // The JSON message ends with `data` and a closing brace:
+                // RESP subscribers get that slice, not a copy.
+                let end = json.len() - 1;
+                let resp = json.slice(end - d.len()..end);
+                (json, resp)
+            }
+        });
+        let after = r.retained_bytes();
+        let targets = r.member_shards().collect();
+        let receivers = r.member_count() as u32;
+        self.stats.messages_sequenced.inc();
+        self.retention.changed(before, after);
+        self.retention.enforce(
+            &mut self.rooms,
+            room,
+            self.limits.retained_bytes,
+            &self.stats,
+        );
+        Sequenced {
+            seq: entry.seq,
+            json: entry.json,
+            resp: entry.resp,
+            targets,
+            receivers,
+        }
+    }
+
+    /// The member shards of a room, if it is homed here.
+    pub fn member_shards(&self, room: &str) -> Option<Targets> {
+        self.rooms.get(room).map(|r| r.member_shards().collect())
+    }
+
+    /// The distinct user names of a room's members, sorted.
+    pub fn users(&self, room: &str) -> Vec<Rc<str>> {
+        self.rooms
+            .get(room)
+            .map(HomeRoom::users)
+            .unwrap_or_default()
+    }
+
+    /// A `history` reply: retained messages after `since`, oldest first,
+    /// at most `limit` and within the reply budget (`more` when cut).
+    pub fn history(&self, id: Option<&str>, room: &str, since: u64, limit: usize) -> Vec<u8> {
+        let Some(r) = self.rooms.get(room) else {
+            return chat::history(id, room, std::iter::empty(), false);
+        };
+        let (_, it) = r.since(since);
+        let mut used = 0;
+        let mut more = false;
+        let mut picked = Vec::new();
+        for e in it.take(limit) {
+            if used + e.size() > self.limits.reply_budget {
+                more = true;
+                break;
+            }
+            used += e.size();
+            picked.push(&e.json[..]);
+        }
+        chat::history(id, room, picked.into_iter(), more)
+    }
+
+    /// Bytes retained across the rooms.
+    pub fn retained(&self) -> usize {
+        self.retention.retained()
+    }
+}

@@ -1,0 +1,73 @@
+//! Keeping the bytes that a shard's rooms retain within `retained_bytes`.
+//!
+//! Rooms with members keep their history: those are bounded by the
+//! connections that joined them. Past the budget, rooms without members
+//! are dropped, the one idle longest first.
+
+use std::collections::VecDeque;
+
+use ahash::AHashMap;
+
+use super::room::HomeRoom;
+use crate::shard::stats::ShardStats;
+
+/// The retained-bytes account and the queue of idle rooms.
+#[derive(Debug, Default)]
+pub struct Retention {
+    /// Bytes of messages retained by the rooms homed here.
+    retained: usize,
+    /// Rooms that have had no members since they were queued (oldest
+    /// first; may name rooms gone or joined since). Evicted first when
+    /// `retained` passes its budget.
+    idle: VecDeque<Box<str>>,
+}
+
+impl Retention {
+    /// Bytes retained now.
+    pub fn retained(&self) -> usize {
+        self.retained
+    }
+
+    /// A room's retained bytes went from `before` to `after`.
+    pub fn changed(&mut self, before: usize, after: usize) {
+        self.retained = self.retained + after - before;
+    }
+
+    /// `room` has no members now.
+    pub fn went_idle(&mut self, room: &str) {
+        self.idle.push_back(room.into());
+    }
+
+    /// Drops memberless rooms, oldest idle first, until the retained bytes
+    /// are within `budget`; `current` (the room being written) stays.
+    pub fn enforce(
+        &mut self,
+        rooms: &mut AHashMap<Box<str>, HomeRoom>,
+        current: &str,
+        budget: usize,
+        stats: &ShardStats,
+    ) {
+        while self.retained > budget {
+            let Some(name) = self.idle.pop_front() else {
+                break;
+            };
+            let evict =
+                &*name != current && rooms.get(&name).is_some_and(|r| r.member_count() == 0);
+            if evict {
+                if let Some(r) = rooms.remove(&name) {
+                    self.retained -= r.retained_bytes();
+                    stats.rooms_homed.sub(1);
+                    stats.rooms_evicted.inc();
+                }
+            }
+        }
+        // Stale names (joined or gone since) are dropped once they
+        // outnumber the rooms, so the queue stays proportional to them.
+        if self.idle.len() > 2 * rooms.len() + 64 {
+            let mut seen = ahash::AHashSet::new();
+            self.idle.retain(|n| {
+                rooms.get(n).is_some_and(|r| r.member_count() == 0) && seen.insert(n.clone())
+            });
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! A room as its home shard keeps it: the sequence counter, the bounded ring
+//! of recent messages, and who the members are and on which shards.
+//!
+//! This is plain state with no I/O; the shard calls it and does the sending.
+
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use super::presence::Gate;
+
+/// One retained message.
+#[derive(Clone, Debug)]
+pub struct Retained {
+    /// Sequence number.
+    pub seq: u64,
+    /// As WebSocket clients see it.
+    pub json: Bytes,
+    /// As RESP subscribers see it.
+    pub resp: Bytes,
+}
+
+impl Retained {
+    /// Bytes this entry accounts for.
+    pub fn size(&self) -> usize {
+        self.json.len() + self.resp.len()
+    }
+}
+
+/// The newest entries of `entries` (oldest first) whose sizes add up to at
+/// most `budget`, oldest first, and whether any had to be left out.
+pub fn newest_within<'a>(
+    entries: impl DoubleEndedIterator<Item = &'a Retained>,
+    budget: usize,
+) -> (Vec<&'a Retained>, bool) {
+    let mut out = Vec::new();
+    let mut used = 0;
+    let mut cut = false;
+    for e in entries.rev() {
+        if used + e.size() > budget {
+            cut = true;
+            break;
+        }
+        used += e.size();
+        out.push(e);
+    }
+    out.reverse();
+    (out, cut)
+}
+
+/// The home shard's view of a room.
+#[derive(Debug)]
+pub struct HomeRoom {
+    /// Last sequence number given out (0: none yet).
+    seq: u64,
+    /// The most recent messages, oldest first, at most `capacity`.
+    history: VecDeque<Retained>,
+    capacity: usize,
+    /// Bytes held by `history` (both forms of each message, counted apart
+    /// even when one is a slice of the other: an upper bound).
+    bytes: usize,
+    /// Member connection → user name.
+    members: AHashMap<u64, Rc<str>>,
+    /// Member connections per shard, indexed by shard id.
+    per_shard: SmallVec<[u32; 8]>,
+    /// Join and leave events on their way to the members.
+    pub presence: Gate,
+}
+
+/// What a join did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Joined {
+    /// A new member.
+    New,
+    /// Already a member; nothing changed.
+    Again,
+    /// The room is full.
+    Full,
+}
+
+impl HomeRoom {
+    /// An empty room for a mesh of `shards` shards keeping `capacity` messages.
+    pub fn new(shards: usize, capacity: usize) -> Self {
+        Self {
+            seq: 0,
+            history: VecDeque::new(),
+            bytes: 0,
+            capacity,
+            members: AHashMap::new(),
+            per_shard: SmallVec::from_elem(0, shards),
+            presence: Gate::default(),
+        }
+    }
+
+    /// Last sequence number given out.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Adds a member connection; `max_members` of 0 means unlimited.
+    pub fn join(&mut self, conn: u64, shard: usize, user: Rc<str>, max_members: usize) -> Joined {
+        if self.members.contains_key(&conn) {
+            return Joined::Again;
+        }
+        if max_members > 0 && self.members.len() >= max_members {
+            return Joined::Full;
+        }
+        self.members.insert(conn, user);
+        self.per_shard[shard] += 1;
+        Joined::New
+    }
+
+    /// Removes a member; returns its user name if it was one.
+    pub fn leave(&mut self, conn: u64, shard: usize) -> Option<Rc<str>> {
+        let user = self.members.remove(&conn)?;
+        self.per_shard[shard] -= 1;
+        Some(user)
+    }
+
+    /// Gives the next sequence number to a message and retains it. `build`
+    /// gets the seq and returns the message's client-visible bytes.
+    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Bytes)) -> Retained {
+        self.seq += 1;
+        let (json, resp) = build(self.seq);
+        let entry = Retained {
+            seq: self.seq,
+            json,
+            resp,
+        };
+        if self.capacity > 0 {
+            if self.history.len() == self.capacity {
+                if let Some(old) = self.history.pop_front() {
+                    self.bytes -= old.size();
+                }
+            }
+            self.bytes += entry.size();
+            self.history.push_back(entry.clone());
+        }
+        entry
+    }
+
+    /// Bytes of retained messages.
+    pub fn retained_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Retained messages with seq > `since`, oldest first, and whether that
+    /// is all of them (false when some were already dropped from the ring).
+    pub fn since(
+        &self,
+        since: u64,
+    ) -> (
+        bool,
+        impl DoubleEndedIterator<Item = &Retained> + ExactSizeIterator,
+    ) {
+        let oldest_kept = self.history.front().map_or(self.seq + 1, |e| e.seq);
+        let recovered = since + 1 >= oldest_kept || since >= self.seq;
+        let skip = self.history.partition_point(|e| e.seq <= since);
+        (recovered, self.history.iter().skip(skip))
+    }
+
+    /// Shards that have at least one member.
+    pub fn member_shards(&self) -> impl Iterator<Item = usize> + '_ {
+        self.per_shard
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(s, _)| s)
+    }
+
+    /// Member connections.
+    pub fn member_count(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Distinct user names of the members, sorted.
+    pub fn users(&self) -> Vec<Rc<str>> {
+        let mut users: Vec<Rc<str>> = self.members.values().cloned().collect();
+        users.sort_unstable();
+        users.dedup();
+        users
+    }
+
+    /// True when the room has no members and nothing retained, so it can go.
+    pub fn is_vacant(&self) -> bool {
+        self.members.is_empty() && self.history.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(seq: u64) -> (Bytes, Bytes) {
+        (
+            Bytes::from(format!("j{seq}")),
+            Bytes::from(format!("r{seq}")),
+        )
+    }
+
+    #[test]
+    fn seqs_are_gap_free_and_history_is_bounded() {
+        let mut room = HomeRoom::new(2, 3);
+        for want in 1..=5 {
+            assert_eq!(room.append(msg).seq, want);
+        }
+        let (recovered, it) = room.since(0);
+        assert!(!recovered, "1 and 2 were dropped");
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let (recovered, it) = room.since(2);
+        assert!(recovered);
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let (recovered, it) = room.since(4);
+        assert!(recovered);
+        assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
+        let (recovered, it) = room.since(9);
+        assert!(recovered);
+        assert_eq!(it.count(), 0);
+    }
+
+    #[test]
+    fn retained_bytes_follow_the_ring_and_budgets_keep_the_newest() {
+        let mut room = HomeRoom::new(1, 3);
+        for _ in 0..5 {
+            room.append(msg);
+        }
+        assert_eq!(room.retained_bytes(), 3 * 4, "j3 r3 j4 r4 j5 r5");
+        let (_, it) = room.since(0);
+        let (kept, cut) = newest_within(it, 9);
+        assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+        assert!(cut);
+        let (_, it) = room.since(3);
+        let (kept, cut) = newest_within(it, 100);
+        assert_eq!((kept.len(), cut), (2, false));
+    }
+
+    #[test]
+    fn empty_room_recovers_from_zero() {
+        let room = HomeRoom::new(1, 3);
+        let (recovered, it) = room.since(0);
+        assert!(recovered);
+        assert_eq!(it.count(), 0);
+    }
+
+    #[test]
+    fn members_per_shard_and_limits() {
+        let mut room = HomeRoom::new(3, 8);
+        let u: Rc<str> = "ann".into();
+        assert_eq!(room.join(1, 0, u.clone(), 2), Joined::New);
+        assert_eq!(room.join(1, 0, u.clone(), 2), Joined::Again);
+        assert_eq!(room.join(2, 2, u.clone(), 2), Joined::New);
+        assert_eq!(room.join(3, 1, "bob".into(), 2), Joined::Full);
+        assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![0, 2]);
+        assert_eq!(room.users().len(), 1);
+        assert_eq!(room.leave(1, 0).as_deref(), Some("ann"));
+        assert_eq!(room.leave(1, 0), None);
+        assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(room.member_count(), 1);
+    }
+}

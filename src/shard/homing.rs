@@ -1,0 +1,169 @@
+//! The shard as a room's home: it answers joins and history, sequences
+//! messages and sends them once to each member shard, and sends presence.
+//! The room state itself is [`super::home`]; this file turns its answers
+//! into frames.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::proto::chat::{self, Data};
+use crate::shard::home::{Fanout, NOBODY};
+use crate::shard::stats::unix_ms;
+use crate::shard::wire::{code, shard_of, ReplyTo, Wire};
+
+use super::Shard;
+
+impl Shard {
+    pub(super) fn home_join(
+        &self,
+        room: &str,
+        conn: u64,
+        user: &str,
+        since: Option<u64>,
+        reply: ReplyTo,
+        join: u32,
+    ) {
+        let shard = shard_of(conn);
+        let answer = self.homes.borrow_mut().join(room, conn, shard, user, since);
+        if let Some(event) = answer.presence {
+            self.fan_out_event(room, event);
+        }
+        let ack = Wire::JoinAck {
+            room: room.into(),
+            conn,
+            reply,
+            seq: answer.seq,
+            recovered: answer.recovered,
+            error: if answer.full {
+                code::ROOM_FULL
+            } else {
+                code::OK
+            },
+            backlog: answer.backlog,
+            join,
+        };
+        self.dispatch(shard, &ack);
+    }
+
+    pub(super) fn home_leave(&self, room: &str, conn: u64) {
+        let presence = self.homes.borrow_mut().leave(room, conn, shard_of(conn));
+        if let Some(event) = presence {
+            self.fan_out_event(room, event);
+        }
+    }
+
+    pub(super) fn home_publish(
+        &self,
+        room: &str,
+        conn: u64,
+        user: &str,
+        data: &[u8],
+        raw: bool,
+        reply: ReplyTo,
+    ) {
+        let data = if raw {
+            Data::Raw(data)
+        } else {
+            Data::Json(data)
+        };
+        let msg = self.homes.borrow_mut().publish(room, user, data, unix_ms());
+        let deliver = Wire::Deliver {
+            room: room.into(),
+            seq: msg.seq,
+            json: msg.json.to_vec(),
+            resp: msg.resp.to_vec(),
+        };
+        self.fan_out(&msg.targets, &deliver);
+        let ack = Wire::PublishAck {
+            room: room.into(),
+            conn,
+            reply,
+            seq: msg.seq,
+            receivers: msg.receivers,
+        };
+        self.dispatch(shard_of(conn), &ack);
+    }
+
+    pub(super) fn home_typing(&self, room: &str, conn: u64, user: &str, state: bool) {
+        let Some(targets) = self.homes.borrow().member_shards(room) else {
+            return;
+        };
+        let json = chat::typing(room, user, state);
+        self.fan_out_event(
+            room,
+            Fanout {
+                targets,
+                exclude: conn,
+                json,
+            },
+        );
+    }
+
+    pub(super) fn home_members(&self, room: &str, conn: u64, id: Option<&str>) {
+        let users = self.homes.borrow().users(room);
+        let json = chat::members(id, room, &users);
+        self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
+    }
+
+    pub(super) fn home_history(
+        &self,
+        room: &str,
+        conn: u64,
+        id: Option<&str>,
+        since: u64,
+        limit: u32,
+    ) {
+        let json = self.homes.borrow().history(id, room, since, limit as usize);
+        self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
+    }
+
+    /// Sends each room's held presence events when its interval ends: one
+    /// frame per room, in the single-event form when only one was held.
+    pub async fn run_presence(self: Rc<Self>) {
+        loop {
+            let next =
+                std::future::poll_fn(|cx| self.homes.borrow_mut().poll_presence_due(cx)).await;
+            let wait = next.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                monoio::time::sleep(wait).await;
+            }
+            let now = Instant::now();
+            loop {
+                let due = self.homes.borrow_mut().take_due_presence(now);
+                let Some((room, targets, events)) = due else {
+                    break;
+                };
+                if let [e] = events.as_slice() {
+                    let json = chat::presence(&room, &e.user, e.joined);
+                    let exclude = e.conn;
+                    self.fan_out_event(
+                        &room,
+                        Fanout {
+                            targets,
+                            exclude,
+                            json,
+                        },
+                    );
+                    continue;
+                }
+                // A user name is at most 64 bytes, so an event is under 128
+                // bytes of JSON: frames stay within max_payload, which every
+                // connection's outbound bound has room for.
+                let per_frame = (self.cfg.max_payload / 128).max(1);
+                for chunk in events.chunks(per_frame) {
+                    let json =
+                        chat::presence_batch(&room, chunk.iter().map(|e| (&*e.user, e.joined)));
+                    let targets = targets.clone();
+                    self.fan_out_event(
+                        &room,
+                        Fanout {
+                            targets,
+                            exclude: NOBODY,
+                            json,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}

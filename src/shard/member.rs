@@ -1,0 +1,210 @@
+//! The shard as a member shard: it delivers a room's messages and events
+//! to its local members, framed once per protocol, and answers its own
+//! clients' requests once their rooms' homes have acted.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::conn::order::Frame;
+use crate::conn::{Conn, Kind};
+use crate::proto::chat::{self, ApiError, Code};
+use crate::proto::resp::encode as resp;
+use crate::proto::ws::text_frame;
+use crate::shard::wire::{code, ArchivedEntry, ArchivedReplyTo};
+
+use super::Shard;
+
+impl Shard {
+    pub(super) fn member_deliver(&self, room: &str, json: &[u8], payload: &[u8]) {
+        let local = self.local.borrow();
+        let Some(members) = local.get(room) else {
+            return;
+        };
+        // Framed once per protocol for the whole shard; every member queues
+        // the same frame.
+        let mut ws_frame: Option<Frame> = None;
+        let mut resp_frames: [Option<Frame>; 2] = [None, None];
+        let mut n = 0;
+        for m in members {
+            let frame = match m.kind {
+                Kind::Ws => ws_frame
+                    .get_or_insert_with(|| Rc::new(text_frame(json)))
+                    .clone(),
+                Kind::Resp => {
+                    let p = m.resp_proto();
+                    resp_frames[p as usize]
+                        .get_or_insert_with(|| Rc::new(resp::message(room.as_bytes(), payload, p)))
+                        .clone()
+                }
+                Kind::Echo => continue,
+            };
+            n += 1;
+            self.send_shared(m, frame);
+        }
+        self.stats.deliveries.add(n);
+    }
+
+    pub(super) fn member_ephemeral(&self, room: &str, exclude: u64, json: &[u8]) {
+        let local = self.local.borrow();
+        let Some(members) = local.get(room) else {
+            return;
+        };
+        let mut frame: Option<Frame> = None;
+        for m in members
+            .iter()
+            .filter(|m| m.kind == Kind::Ws && m.id != exclude)
+        {
+            let f = frame
+                .get_or_insert_with(|| Rc::new(text_frame(json)))
+                .clone();
+            self.send_shared(m, f);
+        }
+    }
+
+    /// The home's answer to a join: `(seq, recovered, error)` and the
+    /// backlog recovered with `since`.
+    pub(super) fn on_join_ack(
+        &self,
+        room: &str,
+        conn: u64,
+        reply: &ArchivedReplyTo,
+        (seq, recovered, error): (u64, bool, u8),
+        backlog: &[ArchivedEntry],
+        join: u32,
+    ) {
+        // A connection that closed or left meanwhile already told the home.
+        let Some(conn) = self.conn(conn) else { return };
+        let room_rc = {
+            let rooms = conn.rooms.borrow();
+            match rooms.iter().find(|(r, _)| &**r == room) {
+                Some((r, j)) if *j == join => r.clone(),
+                // Left since, or joined again and that later ack will come.
+                _ => return,
+            }
+        };
+        if error == code::ROOM_FULL {
+            conn.rooms.borrow_mut().retain(|(r, _)| &**r != room);
+            let max = self.cfg.max_members_per_room;
+            let err = ApiError::new(
+                Code::RoomFull,
+                format!("room {room} has reached its limit of {max} members"),
+            );
+            return self.answer_error(&conn, reply, &err);
+        }
+        let is_new = {
+            let mut local = self.local.borrow_mut();
+            let members = local.entry(room_rc).or_default();
+            if members.iter().any(|m| Rc::ptr_eq(m, &conn)) {
+                false
+            } else {
+                members.push(conn.clone());
+                self.stats.memberships.inc();
+                true
+            }
+        };
+        // The count is the subscriptions right after this one was asked
+        // for, as Redis reports it.
+        self.answer(
+            &conn,
+            reply,
+            |id| chat::ok(id, room, Some(seq), recovered),
+            |count, p| {
+                let mut out = BytesMut::with_capacity(64 + room.len());
+                resp::subscription(&mut out, "subscribe", Some(room.as_bytes()), count, p);
+                out.freeze()
+            },
+        );
+        if is_new {
+            for e in backlog {
+                let frame = match conn.kind {
+                    Kind::Resp => resp::message(room.as_bytes(), &e.resp, conn.resp_proto()),
+                    _ => text_frame(&e.json),
+                };
+                self.send(&conn, frame);
+            }
+        }
+    }
+
+    pub(super) fn on_publish_ack(
+        &self,
+        room: &str,
+        conn: u64,
+        reply: &ArchivedReplyTo,
+        seq: u64,
+        receivers: u32,
+    ) {
+        let Some(conn) = self.conn(conn) else {
+            return;
+        };
+        self.answer(
+            &conn,
+            reply,
+            |id| chat::ok(id, room, Some(seq), true),
+            |_, _| {
+                let mut out = BytesMut::with_capacity(16);
+                resp::integer(&mut out, i64::from(receivers));
+                out.freeze()
+            },
+        );
+    }
+
+    pub(super) fn on_reply(&self, conn: u64, json: &[u8]) {
+        if let Some(conn) = self.conn(conn) {
+            self.reply_json(&conn, json);
+        }
+    }
+
+    /// Answers a request that went through a home: a WebSocket reply
+    /// carrying the request's id, or the RESP frame for the reply slot the
+    /// request reserved (`resp` gets the subscription count and protocol).
+    fn answer(
+        &self,
+        conn: &Rc<Conn>,
+        reply: &ArchivedReplyTo,
+        ws: impl FnOnce(Option<&str>) -> Vec<u8>,
+        resp: impl FnOnce(i64, crate::proto::resp::Proto) -> Bytes,
+    ) {
+        match reply {
+            ArchivedReplyTo::Ws(id) => {
+                self.reply_json(conn, &ws(id.as_ref().map(|s| s.as_str())));
+            }
+            ArchivedReplyTo::Resp { ticket, count } => {
+                let frame = resp(i64::from(count.to_native()), conn.resp_proto());
+                self.fulfil(conn, ticket.to_native(), frame);
+            }
+        }
+    }
+
+    /// [`Self::answer`] with an error.
+    fn answer_error(&self, conn: &Rc<Conn>, reply: &ArchivedReplyTo, err: &ApiError) {
+        self.stats.error(err.code.into());
+        self.answer(
+            conn,
+            reply,
+            |id| chat::error(id, err.code.as_str(), &err.message),
+            |_, _| resp::error_frame(&format!("ERR {}", err.message)),
+        );
+    }
+
+    pub(super) fn local_remove(&self, room: &str, conn: &Rc<Conn>) {
+        let mut local = self.local.borrow_mut();
+        let Some(members) = local.get_mut(room) else {
+            return;
+        };
+        if let Some(i) = members.iter().position(|m| Rc::ptr_eq(m, conn)) {
+            members.swap_remove(i);
+            self.stats.memberships.sub(1);
+        }
+        if members.is_empty() {
+            local.remove(room);
+        }
+    }
+
+    pub(super) fn intern(&self, room: &str) -> Rc<str> {
+        match self.local.borrow().get_key_value(room) {
+            Some((k, _)) => k.clone(),
+            None => room.into(),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! One shard's chat state and the routing between shards.
+//!
+//! A [`Shard`] lives on one shard thread and is shared by that shard's
+//! tasks through an `Rc`. It owns the shard's connections, the local member
+//! lists of every room that has members here, and the rooms whose home is
+//! this shard. Everything about a room that needs one truth (sequence
+//! numbers, retained history, the member list) is decided by its home;
+//! other shards send it requests as [`Wire`] frames and get deliveries and
+//! answers back on their own ring, in order.
+//!
+//! Requests for a room homed here take the same path without the ring: they
+//! are archived and handled at once, so one code path serves both cases.
+//!
+//! # Layout
+//! The files below `mod.rs` are plain state and know nothing of [`Shard`]:
+//! - [`wire`]: the rkyv frames shards exchange, and where they go.
+//! - [`mesh`]: sending frames to other shards, holding them while a ring
+//!   is full, congestion.
+//! - [`home`]: the rooms homed here — sequencing, history, members,
+//!   presence batching, retention.
+//! - [`stats`]: the shard's counters.
+//!
+//! The files beside `mod.rs` are the shard's roles, each an `impl Shard`:
+//! - `requests`: what clients ask for (join, publish, ...), sent to homes.
+//! - `inbox`: a frame arrives from a ring (or from this shard) and goes to
+//!   the role that handles it.
+//! - `homing`: as a room's home — answering joins and history, sequencing
+//!   messages, sending presence.
+//! - `member`: as a member shard — delivering to local members, answering
+//!   the requester.
+//! - `output`: connections and the write side — queueing, the flusher.
+//! - `shutdown`: saying goodbye to every connection.
+//!
+//! [`Wire`]: wire::Wire
+
+pub mod home;
+pub mod mesh;
+pub mod stats;
+pub mod wire;
+
+mod homing;
+mod inbox;
+mod member;
+mod output;
+mod requests;
+mod shutdown;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::conn::sendring::SendRing;
+use crate::conn::Conn;
+use home::{Homes, Limits};
+use mesh::Mesh;
+use stats::ShardStats;
+
+/// One shard's state.
+pub struct Shard {
+    /// This shard's id.
+    pub id: usize,
+    /// Number of shards.
+    pub count: usize,
+    /// Settings.
+    pub cfg: Arc<Config>,
+    /// Counters (written only here).
+    pub stats: Arc<ShardStats>,
+    /// Frames to other shards.
+    mesh: Rc<Mesh>,
+    /// Open connections by id.
+    conns: RefCell<AHashMap<u64, Rc<Conn>>>,
+    next_conn: Cell<u64>,
+    /// Local members of each room that has any on this shard.
+    local: RefCell<AHashMap<Rc<str>, Vec<Rc<Conn>>>>,
+    /// Rooms whose home is this shard.
+    homes: RefCell<Homes>,
+    /// Connections with frames queued this turn.
+    dirty: RefCell<Vec<Rc<Conn>>>,
+    flush_waker: RefCell<Option<Waker>>,
+    /// Batched sends, when the shard has io_uring.
+    send_ring: RefCell<Option<SendRing>>,
+    /// Set when a graceful shutdown has begun.
+    pub stopping: Cell<bool>,
+}
+
+impl Shard {
+    /// Creates the state of shard `id` of `count`.
+    pub fn new(
+        id: usize,
+        count: usize,
+        cfg: Arc<Config>,
+        stats: Arc<ShardStats>,
+        outbox: shards::Outbox,
+    ) -> Rc<Self> {
+        let limits = Limits {
+            history: cfg.history,
+            retained_bytes: cfg.retained_bytes,
+            max_members: cfg.max_members_per_room,
+            presence_interval: Duration::from_millis(cfg.presence_interval_ms),
+            // Half a connection's outbound bound, so answering never makes
+            // it a slow consumer.
+            reply_budget: cfg.outbound_limit / 2,
+        };
+        Rc::new(Self {
+            id,
+            count,
+            mesh: Rc::new(Mesh::new(outbox, count, stats.clone())),
+            homes: RefCell::new(Homes::new(count, limits, stats.clone())),
+            cfg,
+            stats,
+            conns: RefCell::new(AHashMap::new()),
+            next_conn: Cell::new(1),
+            local: RefCell::new(AHashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            flush_waker: RefCell::new(None),
+            send_ring: RefCell::new(None),
+            stopping: Cell::new(false),
+        })
+    }
+
+    /// Batches the shard's sends through its own io_uring; without one (or
+    /// if it cannot be set up) each connection is written with `sendmsg`.
+    pub fn use_send_ring(&self) {
+        match SendRing::new() {
+            Ok(ring) => *self.send_ring.borrow_mut() = Some(ring),
+            Err(e) => {
+                tracing::warn!(shard = self.id, error = %e, "no io_uring for sends; writing with sendmsg")
+            }
+        }
+    }
+
+    /// Starts the shard's background tasks: the flusher, the retry of
+    /// frames held for full rings, and the presence batches.
+    pub fn spawn_tasks(self: &Rc<Self>) {
+        monoio::spawn(self.clone().run_flusher());
+        monoio::spawn(self.mesh.clone().run_held_retry());
+        monoio::spawn(self.clone().run_presence());
+    }
+
+    /// Sends a frame to shard `to`; handled at once when that is this one.
+    fn route(&self, to: usize, bytes: Bytes) {
+        if to == self.id {
+            self.on_frame(&bytes);
+        } else {
+            self.mesh.send(to, bytes);
+        }
+    }
+
+    /// True when some shard holds so many frames for full rings that
+    /// readers should stop taking requests until it catches up.
+    pub fn backlogged(&self) -> bool {
+        self.mesh.backlogged()
+    }
+
+    /// Archives a frame and sends it to shard `to`.
+    fn dispatch(&self, to: usize, frame: &wire::Wire) {
+        self.route(to, wire::encode(frame));
+    }
+
+    /// Archives a frame once and sends it to each of `targets`.
+    fn fan_out(&self, targets: &[usize], frame: &wire::Wire) {
+        if targets.is_empty() {
+            return;
+        }
+        let bytes = wire::encode(frame);
+        for &to in targets {
+            self.route(to, bytes.clone());
+        }
+    }
+
+    /// Sends an unsequenced event to the member shards of a room.
+    fn fan_out_event(&self, room: &str, event: home::Fanout) {
+        self.fan_out(
+            &event.targets,
+            &wire::Wire::Ephemeral {
+                room: room.into(),
+                exclude: event.exclude,
+                json: event.json,
+            },
+        );
+    }
+
+    fn conn(&self, id: u64) -> Option<Rc<Conn>> {
+        self.conns.borrow().get(&id).cloned()
+    }
+}

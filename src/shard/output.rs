@@ -1,0 +1,243 @@
+//! Connections and the write side: registering, queueing within each
+//! connection's bound, the flusher that writes a turn's dirty connections
+//! at once, and waiting for a full socket.
+
+use std::io;
+use std::rc::Rc;
+use std::task::Poll;
+
+use bytes::Bytes;
+
+use crate::conn::order::Frame;
+use crate::conn::queue::{Flushed, Queued, Sent};
+use crate::conn::{Conn, Kind};
+use crate::proto::chat::{self, ApiError};
+use crate::proto::ws::{self, text_frame};
+use crate::shard::wire;
+
+use super::Shard;
+
+impl Shard {
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        wire::conn_id(self.id, n)
+    }
+
+    /// Starts tracking an accepted, upgraded connection.
+    pub fn register(&self, conn: &Rc<Conn>) {
+        match conn.kind {
+            Kind::Resp => self.stats.conns_resp.inc(),
+            Kind::Ws | Kind::Echo => self.stats.conns_ws.inc(),
+        }
+        self.conns.borrow_mut().insert(conn.id, conn.clone());
+    }
+
+    /// Forgets a connection: leaves its rooms, shuts its socket.
+    pub fn unregister(&self, conn: &Rc<Conn>) {
+        conn.shut_down();
+        self.leave_all(conn);
+        if self.conns.borrow_mut().remove(&conn.id).is_some() {
+            match conn.kind {
+                Kind::Resp => self.stats.conns_resp.sub(1),
+                Kind::Ws | Kind::Echo => self.stats.conns_ws.sub(1),
+            }
+        }
+    }
+
+    /// Open connections on this shard.
+    pub fn conn_count(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Queues a frame to a connection; closes it if it is a slow consumer.
+    pub fn send(&self, conn: &Rc<Conn>, frame: Bytes) {
+        self.send_shared(conn, Rc::new(frame));
+    }
+
+    /// Queues a frame other connections may share.
+    pub(super) fn send_shared(&self, conn: &Rc<Conn>, frame: Frame) {
+        match conn.push(frame) {
+            Queued::Yes => self.mark_dirty(conn),
+            Queued::Closed => {}
+            Queued::OverLimit => self.slow_consumer(conn),
+        }
+    }
+
+    /// Queues a chat JSON reply (WebSocket text frame).
+    pub fn reply_json(&self, conn: &Rc<Conn>, json: &[u8]) {
+        self.send(conn, text_frame(json));
+    }
+
+    /// Queues a chat error reply and counts it.
+    pub fn reply_error(&self, conn: &Rc<Conn>, id: Option<&str>, err: &ApiError) {
+        self.stats.error(err.code.into());
+        self.reply_json(conn, &chat::error(id, err.code.as_str(), &err.message));
+    }
+
+    /// Puts a reply in the place `ticket` reserved (see [`Conn::defer`]).
+    pub fn fulfil(&self, conn: &Rc<Conn>, ticket: u32, frame: Bytes) {
+        if conn.fulfil(ticket, frame) {
+            self.mark_dirty(conn);
+        }
+    }
+
+    fn mark_dirty(&self, conn: &Rc<Conn>) {
+        if !conn.dirty.replace(true) {
+            let mut dirty = self.dirty.borrow_mut();
+            dirty.push(conn.clone());
+            if dirty.len() == 1 {
+                if let Some(w) = self.flush_waker.borrow_mut().take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+
+    /// Closes a connection whose outbound queue passed its bound: drops
+    /// what it had queued, tries to tell it why, and shuts it down without
+    /// waiting, so its memory is freed whatever the client does.
+    pub fn slow_consumer(&self, conn: &Rc<Conn>) {
+        if conn.is_closing() {
+            return;
+        }
+        self.stats.slow_consumer_closes.inc();
+        tracing::debug!(
+            conn = conn.id,
+            queued = conn.queued(),
+            "closing slow consumer"
+        );
+        let last = match conn.kind {
+            Kind::Resp => {
+                Bytes::from_static(b"-ERR slow consumer: outbound queue limit reached\r\n")
+            }
+            Kind::Ws | Kind::Echo => {
+                ws::close_frame(1008, "slow consumer: outbound queue limit reached")
+            }
+        };
+        conn.abandon_queue(Some(last));
+        let (_, n) = conn.flush();
+        self.stats.bytes_out.add(n as u64);
+        conn.shut_down();
+    }
+
+    /// Writes one connection's queue now.
+    pub fn flush(self: &Rc<Self>, conn: &Rc<Conn>) {
+        let (res, n) = conn.flush();
+        self.stats.bytes_out.add(n as u64);
+        self.stats.writes.inc();
+        match res {
+            Flushed::All => {}
+            Flushed::Blocked => self.wait_writable(conn),
+            Flushed::Failed => conn.shut_down(),
+        }
+    }
+
+    /// The socket buffer is full: a task waits for room and writes the rest.
+    fn wait_writable(self: &Rc<Self>, conn: &Rc<Conn>) {
+        if conn.blocked.replace(true) {
+            return;
+        }
+        let node = self.clone();
+        let conn = conn.clone();
+        monoio::spawn(async move {
+            while !conn.is_closed() {
+                if conn.stream.writable(false).await.is_err() {
+                    conn.shut_down();
+                    break;
+                }
+                let (res, n) = conn.flush();
+                node.stats.bytes_out.add(n as u64);
+                node.stats.writes.inc();
+                match res {
+                    Flushed::Blocked => continue,
+                    Flushed::All => break,
+                    Flushed::Failed => {
+                        conn.shut_down();
+                        break;
+                    }
+                }
+            }
+            conn.blocked.set(false);
+        });
+    }
+
+    /// Finishes a connection after its batched send.
+    /// `r` is the send ring's result for it: bytes written, or -errno.
+    fn sent(self: &Rc<Self>, conn: &Rc<Conn>, r: i32, want: usize) {
+        let r = usize::try_from(r).map_err(|_| io::Error::from_raw_os_error(-r));
+        let sent = conn.sent(r, want);
+        let bytes = match sent {
+            Sent::All => want,
+            Sent::Part(n) => n,
+            _ => 0,
+        };
+        self.stats.bytes_out.add(bytes as u64);
+        match sent {
+            // More than one batch entry's worth was queued: write the rest now.
+            Sent::All if !conn.drained() => self.flush(conn),
+            Sent::All => {}
+            Sent::Part(_) | Sent::Again => self.wait_writable(conn),
+            Sent::Retry => self.flush(conn),
+            Sent::Failed => conn.shut_down(),
+        }
+    }
+
+    /// The flusher: after the tasks of a turn have queued their frames,
+    /// writes each dirty connection once — all of them with one
+    /// `io_uring_enter` where the shard has a send ring.
+    pub async fn run_flusher(self: Rc<Self>) {
+        let mut batch = Vec::new();
+        let mut ready = Vec::new();
+        let mut results = Vec::new();
+        loop {
+            std::future::poll_fn(|cx| {
+                if self.dirty.borrow().is_empty() {
+                    *self.flush_waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
+            let mut ring = self.send_ring.borrow_mut();
+            for conn in batch.drain(..) {
+                conn.dirty.set(false);
+                if conn.blocked.get() {
+                    continue;
+                }
+                if ring.is_some() && !conn.is_closed() {
+                    ready.push(conn);
+                } else {
+                    self.flush(&conn);
+                }
+            }
+            let mut rest = &ready[..];
+            while !rest.is_empty() {
+                let Some(r) = ring.as_mut() else {
+                    rest.iter().for_each(|conn| self.flush(conn));
+                    break;
+                };
+                let (chunk, tail) = rest.split_at(rest.len().min(r.capacity()));
+                rest = tail;
+                match r.send(chunk, &mut results) {
+                    Ok(entries) => {
+                        self.stats.send_batches.inc();
+                        self.stats.writes.add(entries as u64);
+                        for (conn, &(r, want)) in chunk.iter().zip(&results) {
+                            self.sent(conn, r, want);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
+                        *ring = None;
+                        chunk.iter().for_each(|conn| self.flush(conn));
+                    }
+                }
+            }
+            ready.clear();
+        }
+    }
+}

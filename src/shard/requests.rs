@@ -1,0 +1,149 @@
+//! What clients ask for: each request becomes a frame to its room's home
+//! (handled at once when that is this shard), and its answer comes back
+//! to the member side ([`super::member`]).
+
+use std::rc::Rc;
+
+use crate::conn::Conn;
+use crate::proto::chat::{ApiError, Code};
+use crate::shard::wire::{home_of, ReplyTo, Wire};
+
+use super::Shard;
+
+impl Shard {
+    /// Starts a join; the reply comes when the home answers, to `reply`.
+    pub fn join(
+        &self,
+        conn: &Rc<Conn>,
+        room: &str,
+        since: Option<u64>,
+        reply: ReplyTo,
+    ) -> Result<(), ApiError> {
+        let join = conn.ticket();
+        {
+            let mut rooms = conn.rooms.borrow_mut();
+            if let Some(entry) = rooms.iter_mut().find(|(r, _)| &**r == room) {
+                entry.1 = join;
+            } else {
+                let max = self.cfg.max_rooms_per_conn;
+                if rooms.len() >= max {
+                    return Err(ApiError::new(
+                        Code::TooManyRooms,
+                        format!("a connection may be in at most {max} rooms"),
+                    ));
+                }
+                rooms.push((self.intern(room), join));
+            }
+        }
+        let user = conn.user.borrow().to_string();
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::Join {
+                room: room.into(),
+                conn: conn.id,
+                user,
+                since,
+                reply,
+                join,
+            },
+        );
+        Ok(())
+    }
+
+    /// Leaves a room at once; false if the connection was not in it.
+    pub fn leave(&self, conn: &Rc<Conn>, room: &str) -> bool {
+        let removed = {
+            let mut rooms = conn.rooms.borrow_mut();
+            rooms
+                .iter()
+                .position(|(r, _)| &**r == room)
+                .map(|i| rooms.swap_remove(i).0)
+        };
+        let Some(rc) = removed else { return false };
+        self.left(conn, &rc);
+        true
+    }
+
+    /// Leaves every room, as a connection that closes does.
+    pub fn leave_all(&self, conn: &Rc<Conn>) {
+        let rooms = std::mem::take(&mut *conn.rooms.borrow_mut());
+        for (room, _) in rooms {
+            self.left(conn, &room);
+        }
+    }
+
+    /// A connection is out of `room`: no more local deliveries, and the
+    /// home is told.
+    fn left(&self, conn: &Rc<Conn>, room: &str) {
+        self.local_remove(room, conn);
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::Leave {
+                room: room.into(),
+                conn: conn.id,
+            },
+        );
+    }
+
+    /// True if the connection is in (or joining) the room.
+    pub fn is_member(&self, conn: &Conn, room: &str) -> bool {
+        conn.rooms.borrow().iter().any(|(r, _)| &**r == room)
+    }
+
+    /// Sends a message to its room's home for sequencing.
+    pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, reply: ReplyTo) {
+        self.stats.messages_in.inc();
+        let user = conn.user.borrow().to_string();
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::Publish {
+                room: room.into(),
+                conn: conn.id,
+                user,
+                data: data.to_vec(),
+                raw,
+                reply,
+            },
+        );
+    }
+
+    /// Sends a typing indicator through the room's home.
+    pub fn typing(&self, conn: &Rc<Conn>, room: &str, state: bool) {
+        let user = conn.user.borrow().to_string();
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::Typing {
+                room: room.into(),
+                conn: conn.id,
+                user,
+                state,
+            },
+        );
+    }
+
+    /// Asks the home for the room's members.
+    pub fn members(&self, conn: &Rc<Conn>, room: &str, id: Option<&str>) {
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::Members {
+                room: room.into(),
+                conn: conn.id,
+                id: id.map(Into::into),
+            },
+        );
+    }
+
+    /// Asks the home for retained messages.
+    pub fn history(&self, conn: &Rc<Conn>, room: &str, since: u64, limit: u32, id: Option<&str>) {
+        self.dispatch(
+            home_of(room.as_bytes(), self.count),
+            &Wire::History {
+                room: room.into(),
+                conn: conn.id,
+                id: id.map(Into::into),
+                since,
+                limit,
+            },
+        );
+    }
+}
