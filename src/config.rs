@@ -3,6 +3,11 @@
 //! Every key is bounded by default so that a laptop run is safe; flags
 //! override the file, the file overrides the defaults. Unknown keys in the
 //! file are an error, so a typo never silently falls back to a default.
+//!
+//! Each key is written once, in a [`settings!`] list: its type, default,
+//! flag and the doc comment that is both its `--help` text and its
+//! documentation. The list makes the TOML struct, its defaults, the flags
+//! and the merge of the two.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,130 +15,109 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
-/// The server's settings, after the file and the flags are merged.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Config {
-    /// Number of shards (threads, one per core); 0 = one per available core.
-    pub shards: usize,
-    /// Cores to pin shards to, e.g. `[0, 1]`; empty = all cores.
-    pub cores: Vec<usize>,
-    /// WebSocket listen address.
-    pub ws: SocketAddr,
-    /// RESP (Redis pub/sub) listen address.
-    pub resp: SocketAddr,
-    /// Admin HTTP listen address (`/stats`, `/metrics`, `/healthz`).
-    pub admin: SocketAddr,
-    /// Messages retained per room for `since` recovery and `history`.
-    pub history: usize,
-    /// Bytes of retained messages one shard keeps across the rooms homed on
-    /// it; past it, rooms without members are dropped, oldest idle first.
-    pub retained_bytes: usize,
-    /// Largest message payload (the `data` of a publish), in bytes.
-    pub max_payload: usize,
-    /// Rooms one connection may be in at once.
-    pub max_rooms_per_conn: usize,
-    /// Members one room may have (0 = unlimited).
-    pub max_members_per_room: usize,
-    /// Bytes queued towards one connection before it is closed as a slow
-    /// consumer. Bounds server memory per connection under any load.
-    pub outbound_limit: usize,
-    /// Presence frames leave a room at most once per this many ms; events
-    /// in between are batched (0 = every event at once).
-    pub presence_interval_ms: u64,
-    /// Largest message accepted on the `/echo` conformance endpoint.
-    pub echo_max_message: usize,
-    /// How long a graceful shutdown may spend flushing queues, in ms.
-    pub shutdown_timeout_ms: u64,
-    /// Capacity of each shard-to-shard ring, in frames.
-    pub ring_capacity: usize,
-    /// Use epoll even where io_uring works (for comparisons).
-    pub force_epoll: bool,
-    /// Log filter, e.g. `info` or `ringcast=debug`.
-    pub log: String,
+/// Declares a table of settings: the struct read from TOML (unknown keys
+/// refused, missing keys defaulted), its `Default`, a `clap` struct with
+/// one optional flag per key, and `apply` to lay the flags given over a
+/// value. `KEYS` lists the keys as a file spells them.
+macro_rules! settings {
+    (
+        $(#[$smeta:meta])*
+        pub struct $name:ident, flags $flags:ident {
+            $(
+                $(#[doc = $doc:literal])*
+                $field:ident : $ty:ty = $default:expr, flag $flag:ident $([$($arg:tt)*])?;
+            )*
+        }
+    ) => {
+        $(#[$smeta])*
+        #[derive(Clone, Debug, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $( $field: $default, )* }
+            }
+        }
+
+        #[doc = concat!("Flags for [`", stringify!($name), "`]; each overrides its key.")]
+        #[derive(Clone, Debug, Default, clap::Args)]
+        pub struct $flags {
+            $( $(#[doc = $doc])* #[arg(long $(, $($arg)*)?)] pub $flag: Option<$ty>, )*
+        }
+
+        impl $flags {
+            /// Lays the flags that were given over `cfg`.
+            pub fn apply(&self, cfg: &mut $name) {
+                $( if let Some(v) = &self.$flag { cfg.$field = v.clone(); } )*
+            }
+        }
+
+        impl $name {
+            /// The keys, as a config file spells them.
+            pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+        }
+    };
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            shards: 0,
-            cores: Vec::new(),
-            ws: "0.0.0.0:8080".parse().expect("literal"),
-            resp: "0.0.0.0:6380".parse().expect("literal"),
-            admin: "127.0.0.1:9100".parse().expect("literal"),
-            history: 256,
-            retained_bytes: 256 * 1024 * 1024,
-            max_payload: 64 * 1024,
-            max_rooms_per_conn: 1024,
-            max_members_per_room: 0,
-            outbound_limit: 1024 * 1024,
-            presence_interval_ms: 100,
-            echo_max_message: 16 * 1024 * 1024,
-            shutdown_timeout_ms: 5000,
-            ring_capacity: 8192,
-            force_epoll: false,
-            log: "info".into(),
-        }
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a literal address")
+}
+
+settings! {
+    /// The server's settings, after the file and the flags are merged.
+    pub struct Config, flags ConfigFlags {
+        /// Number of shards (threads, one per core); 0 = one per available core.
+        shards: usize = 0, flag shards [value_name = "N"];
+        /// Cores to pin shards to, e.g. `[0, 1]` (flag: 0,1); empty = all cores.
+        cores: Vec<usize> = Vec::new(), flag cores [value_name = "LIST", value_delimiter = ','];
+        /// WebSocket listen address (port 0 picks a free port, logged).
+        ws: SocketAddr = addr("0.0.0.0:8080"), flag ws [value_name = "ADDR"];
+        /// RESP (Redis pub/sub) listen address.
+        resp: SocketAddr = addr("0.0.0.0:6380"), flag resp [value_name = "ADDR"];
+        /// Admin HTTP listen address (`/stats`, `/metrics`, `/healthz`).
+        admin: SocketAddr = addr("127.0.0.1:9100"), flag admin [value_name = "ADDR"];
+        /// Messages retained per room for `since` recovery and `history`.
+        history: usize = 256, flag history [value_name = "N"];
+        /// Bytes of retained messages one shard keeps across the rooms homed
+        /// on it; past it, rooms without members are dropped, oldest idle first.
+        retained_bytes: usize = 256 * 1024 * 1024, flag retained_bytes [value_name = "BYTES"];
+        /// Largest message payload (the `data` of a publish), in bytes.
+        max_payload: usize = 64 * 1024, flag max_payload [value_name = "BYTES"];
+        /// Rooms one connection may be in at once.
+        max_rooms_per_conn: usize = 1024, flag max_rooms_per_conn [value_name = "N"];
+        /// Members one room may have (0 = unlimited).
+        max_members_per_room: usize = 0, flag max_members_per_room [value_name = "N"];
+        /// Bytes queued towards one connection before it is closed as a slow
+        /// consumer. Bounds server memory per connection under any load.
+        outbound_limit: usize = 1024 * 1024, flag outbound_limit [value_name = "BYTES"];
+        /// Presence frames leave a room at most once per this many ms; events
+        /// in between are batched (0 = every event at once).
+        presence_interval_ms: u64 = 100, flag presence_interval_ms [value_name = "MS"];
+        /// Largest message accepted on the `/echo` conformance endpoint.
+        echo_max_message: usize = 16 * 1024 * 1024, flag echo_max_message [value_name = "BYTES"];
+        /// How long a graceful shutdown may spend flushing queues, in ms.
+        shutdown_timeout_ms: u64 = 5000, flag shutdown_timeout_ms [value_name = "MS"];
+        /// Capacity of each shard-to-shard ring, in frames.
+        ring_capacity: usize = 8192, flag ring_capacity [value_name = "N"];
+        /// Use epoll even where io_uring works (for comparisons).
+        force_epoll: bool = false, flag force_epoll [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"];
+        /// Log filter, e.g. `info` or `ringcast=debug`.
+        log: String = "info".into(), flag log [value_name = "FILTER"];
     }
 }
 
-/// Flags of `ringcast serve`; each overrides the key of the same name.
+/// The flags of `ringcast serve`.
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct ServeArgs {
     /// TOML config file (keys as the flags, with underscores).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Number of shards; 0 = one per available core.
-    #[arg(long, value_name = "N")]
-    pub shards: Option<usize>,
-    /// Cores to pin shards to, comma-separated (e.g. 0,1).
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
-    pub cores: Option<Vec<usize>>,
-    /// WebSocket listen address (port 0 picks a free port, logged).
-    #[arg(long, value_name = "ADDR")]
-    pub ws: Option<SocketAddr>,
-    /// RESP listen address.
-    #[arg(long, value_name = "ADDR")]
-    pub resp: Option<SocketAddr>,
-    /// Admin HTTP listen address.
-    #[arg(long, value_name = "ADDR")]
-    pub admin: Option<SocketAddr>,
-    /// Messages retained per room.
-    #[arg(long, value_name = "N")]
-    pub history: Option<usize>,
-    /// Retained-message bytes per shard before memberless rooms are dropped.
-    #[arg(long, value_name = "BYTES")]
-    pub retained_bytes: Option<usize>,
-    /// Largest message payload in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub max_payload: Option<usize>,
-    /// Rooms per connection.
-    #[arg(long, value_name = "N")]
-    pub max_rooms_per_conn: Option<usize>,
-    /// Members per room (0 = unlimited).
-    #[arg(long, value_name = "N")]
-    pub max_members_per_room: Option<usize>,
-    /// Outbound queue bound per connection, in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub outbound_limit: Option<usize>,
-    /// Least time between a room's presence frames, in ms (0 = no batching).
-    #[arg(long, value_name = "MS")]
-    pub presence_interval_ms: Option<u64>,
-    /// Largest message on the /echo endpoint, in bytes.
-    #[arg(long, value_name = "BYTES")]
-    pub echo_max_message: Option<usize>,
-    /// Graceful-shutdown flush deadline in milliseconds.
-    #[arg(long, value_name = "MS")]
-    pub shutdown_timeout_ms: Option<u64>,
-    /// Shard-to-shard ring capacity in frames.
-    #[arg(long, value_name = "N")]
-    pub ring_capacity: Option<usize>,
-    /// Use epoll even where io_uring works.
-    #[arg(long)]
-    pub force_epoll: bool,
-    /// Log filter (e.g. info, debug, ringcast=trace).
-    #[arg(long, value_name = "FILTER")]
-    pub log: Option<String>,
+    /// The settings given as flags.
+    #[command(flatten)]
+    pub flags: ConfigFlags,
 }
 
 impl Config {
@@ -155,28 +139,7 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = args.$f.clone() { cfg.$f = v; } )* };
-        }
-        set!(
-            shards,
-            cores,
-            ws,
-            resp,
-            admin,
-            history,
-            retained_bytes,
-            max_payload,
-            max_rooms_per_conn,
-            max_members_per_room,
-            outbound_limit,
-            presence_interval_ms,
-            echo_max_message,
-            shutdown_timeout_ms,
-            ring_capacity,
-            log
-        );
-        cfg.force_epoll |= args.force_epoll;
+        args.flags.apply(&mut cfg);
         cfg.validate()?;
         Ok(cfg)
     }
@@ -228,11 +191,38 @@ mod tests {
         std::fs::write(&path, "shards = 3\nhistory = 10\n").unwrap();
         let args = ServeArgs {
             config: Some(path),
-            history: Some(20),
-            ..Default::default()
+            flags: ConfigFlags {
+                history: Some(20),
+                ..Default::default()
+            },
         };
         let cfg = Config::load(&args).unwrap();
         assert_eq!((cfg.shards, cfg.history), (3, 20));
+    }
+
+    #[test]
+    fn every_key_is_a_flag() {
+        use clap::{Args, Command};
+        let cmd = ConfigFlags::augment_args(Command::new("serve"));
+        for key in Config::KEYS {
+            let flag = key.replace('_', "-");
+            assert!(
+                cmd.get_arguments()
+                    .any(|a| a.get_long() == Some(flag.as_str())),
+                "no --{flag}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        let doc = include_str!("../docs/configuration.md");
+        for key in Config::KEYS {
+            assert!(
+                doc.contains(&format!("`{key}`")),
+                "docs/configuration.md lacks `{key}`"
+            );
+        }
     }
 
     #[test]
