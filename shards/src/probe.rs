@@ -27,15 +27,41 @@ impl fmt::Display for Driver {
     }
 }
 
+/// Creates an io_uring of `entries` entries and closes it again: the
+/// feature flags the kernel reports (`IORING_FEAT_*`, bit for bit), or the
+/// error that says why it refused. This is the check that counts:
+/// `kernel.io_uring_disabled`, `io_uring_group`, seccomp filters (container
+/// runtimes often block the system call) and old kernels all show up here.
+pub fn features(entries: u32) -> std::io::Result<u32> {
+    let ring = io_uring::IoUring::new(entries)?;
+    let p = ring.params();
+    let bits = [
+        p.is_feature_single_mmap(),
+        p.is_feature_nodrop(),
+        p.is_feature_submit_stable(),
+        p.is_feature_rw_cur_pos(),
+        p.is_feature_cur_personality(),
+        p.is_feature_fast_poll(),
+        p.is_feature_poll_32bits(),
+        p.is_feature_sqpoll_nonfixed(),
+        p.is_feature_ext_arg(),
+        p.is_feature_native_workers(),
+        p.is_feature_resource_tagging(),
+        p.is_feature_skip_cqe_on_success(),
+        p.is_feature_linked_file(),
+    ];
+    Ok(bits
+        .iter()
+        .enumerate()
+        .fold(0, |acc, (i, &on)| acc | (u32::from(on) << i)))
+}
+
 /// Tries to create a small io_uring and says which driver to use, with the
 /// reason when io_uring is unavailable (`kernel.io_uring_disabled`, seccomp
 /// in containers, an old kernel, a memlock limit too small for the ring).
 pub fn probe(entries: u32) -> (Driver, Option<String>) {
-    match io_uring::IoUring::new(entries) {
-        Ok(ring) => {
-            drop(ring);
-            (Driver::IoUring, None)
-        }
+    match features(entries) {
+        Ok(_) => (Driver::IoUring, None),
         Err(e) => {
             let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
                 .map(|s| s.trim().to_string())

@@ -83,35 +83,14 @@ impl HostFacts {
     }
 }
 
-/// `struct io_uring_params` is 120 bytes; all zero asks for a default ring.
-/// Only `features` (offset 20) is read back.
-#[repr(C, align(8))]
-struct IoUringParams([u8; 120]);
-
-/// Creates a two-entry io_uring and closes it again. This is the check that
-/// counts: `kernel.io_uring_disabled`, `io_uring_group`, seccomp filters
-/// (container runtimes often block the syscall) and old kernels all show up
-/// here as an errno.
+/// Creates a two-entry io_uring and closes it again (with the runtime's
+/// own probe): what the kernel allows this process.
 pub(crate) fn probe_io_uring() -> IoUringProbe {
-    let mut params = IoUringParams([0; 120]);
-    // SAFETY: io_uring_setup reads and writes exactly one io_uring_params,
-    // which `params` is (size and alignment), and returns a new fd or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_io_uring_setup,
-            2u32,
-            &mut params as *mut IoUringParams,
-        )
-    };
-    if fd < 0 {
-        let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        return IoUringProbe::Failed { errno };
-    }
-    // SAFETY: `fd` was just returned to us and is closed once.
-    unsafe { libc::close(fd as libc::c_int) };
-    let f = &params.0[20..24];
-    IoUringProbe::Available {
-        features: u32::from_ne_bytes([f[0], f[1], f[2], f[3]]),
+    match shards::probe::features(2) {
+        Ok(features) => IoUringProbe::Available { features },
+        Err(e) => IoUringProbe::Failed {
+            errno: e.raw_os_error().unwrap_or(0),
+        },
     }
 }
 

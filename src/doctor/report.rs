@@ -188,34 +188,12 @@ impl Report {
     /// Judges the host whose `/proc` is at `proc_root` and whose process
     /// limits and io_uring probe are `facts`.
     pub(crate) fn collect(proc_root: &Path, facts: &HostFacts) -> Self {
-        let mut checks = Vec::new();
         let mut notes = Vec::new();
-
-        let recommended =
-            recommend::parse_sysctl_conf(recommend::SYSCTL_CONF).unwrap_or_else(|e| {
-                notes.push(format!(
-                    "built-in 99-ringcast.conf unreadable ({e}); sysctls not checked"
-                ));
-                Vec::new()
-            });
-        let user = recommend::parse_limits_conf(recommend::LIMITS_CONF, recommend::SERVICE_USER)
-            .unwrap_or_default();
-        for rec in &recommended {
-            let mut check = sysctl_check(proc_root, &rec.key, &rec.value);
-            // A system-wide file limit below the recommendation still leaves
-            // room for one ringcast at its recommended fd limit: advice only.
-            let one_server = user.nofile.unwrap_or(1 << 20).saturating_add(FD_RESERVE);
-            if rec.key == "fs.file-max"
-                && check.status == Status::Low
-                && check.current.parse::<u64>().is_ok_and(|v| v >= one_server)
-            {
-                check.status = Status::Warn;
-            }
-            checks.push(check);
-        }
-
+        let mut checks = sysctl_checks(proc_root, &mut notes);
         let release = read_sysctl(proc_root, "kernel.osrelease").ok();
         let version = release.as_deref().and_then(kernel_version);
+        let user = recommend::parse_limits_conf(recommend::LIMITS_CONF, recommend::SERVICE_USER)
+            .unwrap_or_default();
         checks.push(nofile_check(facts.nofile, user.nofile));
         checks.push(memlock_check(facts.memlock, user.memlock_bytes, version));
         let io_disabled =
@@ -224,52 +202,10 @@ impl Report {
         checks.push(io_check);
         checks.push(kernel_check(release.as_deref(), version));
         let (mem_total, mem_available) = meminfo(proc_root);
-        checks.push(Check {
-            setting: "cores".into(),
-            current: facts.cores.to_string(),
-            recommended: "-".into(),
-            status: Status::Ok,
-            note: "one shard per core by default (shards = 0)".into(),
-        });
-        checks.push(Check {
-            setting: "memory".into(),
-            current: match (mem_total, mem_available) {
-                (Some(t), Some(a)) => format!("{} total, {} available", bytes(t), bytes(a)),
-                (Some(t), None) => format!("{} total", bytes(t)),
-                _ => "unreadable".into(),
-            },
-            recommended: "-".into(),
-            status: if mem_total.is_some() {
-                Status::Ok
-            } else {
-                Status::Warn
-            },
-            note: format!("~{} per idle connection", bytes(IDLE_CONN_BYTES)),
-        });
-
+        checks.push(cores_check(facts.cores));
+        checks.push(memory_check(mem_total, mem_available));
         let capacity = capacity(proc_root, facts, mem_available.or(mem_total), &mut notes);
-
-        if let (Some(soft), Some(hard)) = (facts.nofile.soft, facts.nofile.hard) {
-            if soft < hard {
-                notes.push(format!(
-                    "open files: soft limit {soft} is below the hard limit {hard}; `ringcast serve` raises it to {hard} at start-up"
-                ));
-            }
-        }
-        notes.push(
-            "limits shown are this process's: a systemd unit sets its own (LimitNOFILE=, LimitMEMLOCK=); \
-             run doctor as the service would, e.g. `systemd-run --pipe --wait -p LimitNOFILE=1048576 ringcast doctor`"
-                .into(),
-        );
-        if let Some(r) = sysctl_u64s(proc_root, "net.ipv4.ip_local_port_range") {
-            if let [lo, hi] = r[..] {
-                notes.push(format!(
-                    "ephemeral ports {lo}-{hi} ({} per destination) limit connections this host opens (load generators, proxies), not the ones ringcast accepts",
-                    thousands(hi.saturating_sub(lo) + 1)
-                ));
-            }
-        }
-
+        limit_notes(proc_root, facts, &mut notes);
         let host = Host {
             kernel: release,
             cores: facts.cores,
@@ -411,6 +347,86 @@ fn memlock_check(memlock: Rlimit, recommended: Option<u64>, kernel: Option<(u32,
         recommended: bytes(rec),
         status,
         note,
+    }
+}
+
+/// Each sysctl of the shipped `99-ringcast.conf` against this host.
+fn sysctl_checks(proc_root: &Path, notes: &mut Vec<String>) -> Vec<Check> {
+    let recommended = recommend::parse_sysctl_conf(recommend::SYSCTL_CONF).unwrap_or_else(|e| {
+        notes.push(format!(
+            "built-in 99-ringcast.conf unreadable ({e}); sysctls not checked"
+        ));
+        Vec::new()
+    });
+    let user = recommend::parse_limits_conf(recommend::LIMITS_CONF, recommend::SERVICE_USER)
+        .unwrap_or_default();
+    recommended
+        .iter()
+        .map(|rec| {
+            let mut check = sysctl_check(proc_root, &rec.key, &rec.value);
+            // A system-wide file limit below the recommendation still leaves
+            // room for one ringcast at its recommended fd limit: advice only.
+            let one_server = user.nofile.unwrap_or(1 << 20).saturating_add(FD_RESERVE);
+            if rec.key == "fs.file-max"
+                && check.status == Status::Low
+                && check.current.parse::<u64>().is_ok_and(|v| v >= one_server)
+            {
+                check.status = Status::Warn;
+            }
+            check
+        })
+        .collect()
+}
+
+fn cores_check(cores: usize) -> Check {
+    Check {
+        setting: "cores".into(),
+        current: cores.to_string(),
+        recommended: "-".into(),
+        status: Status::Ok,
+        note: "one shard per core by default (shards = 0)".into(),
+    }
+}
+
+fn memory_check(total: Option<u64>, available: Option<u64>) -> Check {
+    Check {
+        setting: "memory".into(),
+        current: match (total, available) {
+            (Some(t), Some(a)) => format!("{} total, {} available", bytes(t), bytes(a)),
+            (Some(t), None) => format!("{} total", bytes(t)),
+            _ => "unreadable".into(),
+        },
+        recommended: "-".into(),
+        status: if total.is_some() {
+            Status::Ok
+        } else {
+            Status::Warn
+        },
+        note: format!("~{} per idle connection", bytes(IDLE_CONN_BYTES)),
+    }
+}
+
+/// What the limits shown mean for a service and for outgoing connections.
+fn limit_notes(proc_root: &Path, facts: &HostFacts, notes: &mut Vec<String>) {
+    if let (Some(soft), Some(hard)) = (facts.nofile.soft, facts.nofile.hard) {
+        if soft < hard {
+            notes.push(format!(
+                "open files: soft limit {soft} is below the hard limit {hard}; `ringcast serve` raises it to {hard} at start-up"
+            ));
+        }
+    }
+    notes.push(
+        "limits shown are this process's: a systemd unit sets its own (LimitNOFILE=, LimitMEMLOCK=); \
+         run doctor as the service would, e.g. `systemd-run --pipe --wait -p LimitNOFILE=1048576 ringcast doctor`"
+            .into(),
+    );
+    if let Some(r) = sysctl_u64s(proc_root, "net.ipv4.ip_local_port_range") {
+        if let [lo, hi] = r[..] {
+            notes.push(format!(
+                "ephemeral ports {lo}-{hi} ({} per destination) limit connections this host opens (load generators, proxies), not the ones ringcast accepts",
+                thousands(hi.saturating_sub(lo) + 1)
+            ));
+        }
     }
 }
 
