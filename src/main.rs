@@ -43,8 +43,11 @@ fn main() -> std::process::ExitCode {
             };
             let filter = EnvFilter::try_from_env("RINGCAST_LOG")
                 .unwrap_or_else(|_| EnvFilter::new(&cfg.log));
+            // Colour only where a person reads it: a log file or a pipe gets
+            // plain text.
             tracing_subscriber::fmt()
                 .with_env_filter(filter)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .with_writer(std::io::stderr)
                 .init();
             match ringcast::server::serve(cfg) {
