@@ -37,8 +37,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     ));
     shard.register(&conn);
     shard.stats.accepted.inc();
-    let mut commands = Commands(Parser::default());
-    read_loop(&shard, &conn, BytesMut::new(), &mut commands).await;
+    read_loop::<Commands>(&shard, &conn, BytesMut::new()).await;
     if conn.is_closing() {
         Box::pin(linger(&conn, CLOSE_LINGER)).await;
     }
@@ -53,6 +52,10 @@ fn default_name(shard: &Shard, id: u64) -> String {
 struct Commands(Parser);
 
 impl Protocol for Commands {
+    fn new(_: &Shard, _: &Conn) -> Self {
+        Commands(Parser::default())
+    }
+
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {
         let max_bulk = shard.cfg.max_payload + 1024;
         loop {

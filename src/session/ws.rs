@@ -47,7 +47,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let Some((conn, buf)) = Box::pin(handshake(&shard, stream)).await else {
         return;
     };
-    session(&shard, &conn, buf).await;
+    read_loop::<Frames>(&shard, &conn, buf).await;
     if conn.is_closing() {
         Box::pin(linger(&conn, CLOSE_LINGER)).await;
     }
@@ -144,19 +144,18 @@ fn accept(req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> {
     Ok((kind, accept_key, user))
 }
 
-async fn session(shard: &Rc<Shard>, conn: &Rc<Conn>, buf: BytesMut) {
-    let max_message = match conn.kind {
-        Kind::Echo => shard.cfg.echo_max_message,
-        _ => shard.cfg.max_payload + ENVELOPE_SLACK,
-    };
-    let mut frames = Frames(Decoder::new(max_message));
-    read_loop(shard, conn, buf, &mut frames).await;
-}
-
 /// The WebSocket side of the read loop: frames in, messages handled.
 struct Frames(Decoder);
 
 impl Protocol for Frames {
+    fn new(shard: &Shard, conn: &Conn) -> Self {
+        let max_message = match conn.kind {
+            Kind::Echo => shard.cfg.echo_max_message,
+            _ => shard.cfg.max_payload + ENVELOPE_SLACK,
+        };
+        Frames(Decoder::new(max_message))
+    }
+
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {
         loop {
             if conn.is_closing() {
