@@ -96,12 +96,45 @@ settings! {
         /// Presence frames leave a room at most once per this many ms; events
         /// in between are batched (0 = every event at once).
         presence_interval_ms: u64 = 100, flag presence_interval_ms [value_name = "MS"];
+        /// Serve the `/echo` conformance endpoint (off: it answers 404).
+        echo: bool = false, flag echo [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"];
         /// Largest message accepted on the `/echo` conformance endpoint.
         echo_max_message: usize = 16 * 1024 * 1024, flag echo_max_message [value_name = "BYTES"];
+        /// Connections the whole server holds at once; more are refused at
+        /// accept (0 = as many as file descriptors allow: past that, accept
+        /// backs off and existing connections keep being served).
+        max_connections: usize = 0, flag max_connections [value_name = "N"];
+        /// Connections one client address holds at once (IPv6: per /64);
+        /// 0 = no limit (behind a load balancer every client has its address).
+        max_connections_per_ip: usize = 0, flag max_connections_per_ip [value_name = "N"];
+        /// Bytes of a RESP request buffered before it is complete; past it
+        /// the client gets a protocol error and is closed.
+        resp_query_buffer_limit: usize = 1024 * 1024, flag resp_query_buffer_limit [value_name = "BYTES"];
+        /// How long a client may take to finish its WebSocket upgrade request.
+        handshake_timeout_ms: u64 = 10_000, flag handshake_timeout_ms [value_name = "MS"];
+        /// A WebSocket connection that has sent nothing for this long is
+        /// pinged (0 = never ping).
+        ping_interval_ms: u64 = 25_000, flag ping_interval_ms [value_name = "MS"];
+        /// A pinged WebSocket connection that sends nothing for this long
+        /// after the ping is closed.
+        ping_timeout_ms: u64 = 20_000, flag ping_timeout_ms [value_name = "MS"];
+        /// A RESP connection not subscribed to anything that sends nothing
+        /// for this long is closed (0 = never, as Redis's `timeout 0`).
+        resp_idle_timeout_ms: u64 = 0, flag resp_idle_timeout_ms [value_name = "MS"];
+        /// TCP keepalive on accepted sockets: idle seconds before the first
+        /// probe (then every 10 s, 6 probes); 0 = off.
+        tcp_keepalive_s: u64 = 60, flag tcp_keepalive_s [value_name = "S"];
+        /// TCP_USER_TIMEOUT on accepted sockets: how long sent data may go
+        /// unacknowledged before the kernel drops the connection; 0 = the
+        /// kernel's default.
+        tcp_user_timeout_ms: u64 = 60_000, flag tcp_user_timeout_ms [value_name = "MS"];
         /// How long a graceful shutdown may spend flushing queues, in ms.
         shutdown_timeout_ms: u64 = 5000, flag shutdown_timeout_ms [value_name = "MS"];
         /// Capacity of each shard-to-shard ring, in frames.
         ring_capacity: usize = 8192, flag ring_capacity [value_name = "N"];
+        /// Frames a shard may hold back for full rings before it says it is
+        /// congested and every shard stops reading client requests.
+        congestion_held_frames: usize = 16 * 1024, flag congestion_held_frames [value_name = "N"];
         /// Use epoll even where io_uring works (for comparisons).
         force_epoll: bool = false, flag force_epoll [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"];
         /// Log filter, e.g. `info` or `ringcast=debug`.
@@ -166,6 +199,23 @@ impl Config {
             "presence_interval_ms must be at most 60000"
         );
         anyhow::ensure!(self.shards <= 1024, "shards must be at most 1024");
+        anyhow::ensure!(
+            self.resp_query_buffer_limit >= self.max_payload + 64 * 1024,
+            "resp_query_buffer_limit must be at least max_payload + 65536 = {} bytes, so that any PUBLISH fits",
+            self.max_payload + 64 * 1024
+        );
+        anyhow::ensure!(
+            self.handshake_timeout_ms >= 1,
+            "handshake_timeout_ms must be ≥ 1"
+        );
+        anyhow::ensure!(
+            self.ping_interval_ms == 0 || self.ping_timeout_ms >= 1,
+            "ping_timeout_ms must be ≥ 1 when pings are on"
+        );
+        anyhow::ensure!(
+            self.congestion_held_frames >= 1,
+            "congestion_held_frames must be ≥ 1"
+        );
         Ok(())
     }
 }

@@ -13,6 +13,8 @@ async fn welcome_join_publish_and_ack() {
     let ok = a.join("lobby").await;
     assert_eq!(ok["seq"], 0);
     assert_eq!(ok["id"], "j");
+    let epoch = ok["epoch"].as_str().expect("an epoch").to_string();
+    assert_eq!(epoch.len(), 16, "{ok}");
     a.send(json!({"op":"publish","room":"lobby","data":{"text":"hello", "n": [1, 2]},"id":42}))
         .await;
     // The ack and the delivery both come; the delivery carries seq, user, ts.
@@ -22,7 +24,10 @@ async fn welcome_join_publish_and_ack() {
         let v = a.recv().await;
         match v["op"].as_str().unwrap() {
             "ok" => {
-                assert_eq!(v, json!({"op":"ok","id":42,"room":"lobby","seq":1}));
+                assert_eq!(
+                    v,
+                    json!({"op":"ok","id":42,"room":"lobby","seq":1,"epoch":epoch})
+                );
                 got_ack = true;
             }
             "message" => {
@@ -160,13 +165,78 @@ async fn ordering_and_no_loss(extra: &[&str]) {
     }
 }
 
+/// A room's sequence restarts when the room is dropped (here: evicted
+/// once nobody is in it); a client that saw seq 5 of the old sequence is
+/// told it did not recover, with the new epoch, and gets none of the new
+/// sequence's seqs as if they were the ones it missed.
+#[tokio::test]
+async fn recovery_across_a_restarted_sequence_says_so() {
+    let server = Server::start(&["--shards", "1", "--retained-bytes", "1"]);
+    let mut a = Client::connect(&server, "a").await;
+    let mut b = Client::connect(&server, "b").await;
+    let old = a.join("ep").await["epoch"].clone();
+    for i in 0..5 {
+        b.send(json!({"op":"publish","room":"ep","data":i})).await;
+        b.recv_op("ok").await;
+    }
+    for want in 1..=5 {
+        assert_eq!(a.recv_op("message").await["seq"], want);
+    }
+    a.send(json!({"op":"leave","room":"ep","id":"l"})).await;
+    assert_eq!(a.recv_main().await["id"], "l");
+    // Any other room's message pushes the memberless "ep" out.
+    b.send(json!({"op":"publish","room":"other","data":0,"id":"o"}))
+        .await;
+    while b.recv_op("ok").await["id"] != "o" {}
+    let stats = server.stats().await;
+    assert!(
+        stats["node"]["rooms_evicted"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    let new = b.join("ep").await["epoch"].clone();
+    assert_ne!(old, new, "a new sequence, a new epoch");
+    for i in 0..6 {
+        b.send(json!({"op":"publish","room":"ep","data":i,"id":i}))
+            .await;
+        b.recv_op("ok").await;
+    }
+    a.send(json!({"op":"join","room":"ep","since":5,"epoch":old,"id":"r"}))
+        .await;
+    let ok = a.recv_main().await;
+    assert_eq!(
+        ok,
+        json!({"op":"ok","id":"r","room":"ep","seq":6,"epoch":new,"recovered":false})
+    );
+    // Nothing of the new sequence is passed off as what it missed: the
+    // next message is a live one.
+    b.send(json!({"op":"publish","room":"ep","data":"live"}))
+        .await;
+    let m = a.recv_main().await;
+    assert_eq!(
+        (m["seq"].as_u64(), m["data"].as_str()),
+        (Some(7), Some("live")),
+        "{m}"
+    );
+    // Ahead of the sequence, with no epoch: not recovered either.
+    let mut c = Client::connect(&server, "c").await;
+    c.send(json!({"op":"join","room":"ep","since":500,"id":"x"}))
+        .await;
+    let ok = c.recv_main().await;
+    assert_eq!(ok["recovered"], false, "{ok}");
+    // The history of a room says which sequence it is of.
+    c.send(json!({"op":"history","room":"ep","since":6,"id":"h"}))
+        .await;
+    let h = c.recv_op("history").await;
+    assert_eq!(h["epoch"], new, "{h}");
+}
+
 #[tokio::test]
 async fn join_with_since_recovers_exactly_the_missed_messages() {
     let server = Server::start(&[]);
     let mut clients = clients_on_every_shard(&server, 2, 1, "r").await;
     let mut p = clients.pop().unwrap();
     let mut m = clients.pop().unwrap();
-    m.join("rec").await;
+    let epoch = m.join("rec").await["epoch"].clone();
     p.join("rec").await;
     for i in 0..3 {
         p.send(json!({"op":"publish","room":"rec","data":i})).await;
@@ -184,10 +254,13 @@ async fn join_with_since_recovers_exactly_the_missed_messages() {
     while last < 8 {
         last = p.recv_op("ok").await["seq"].as_u64().unwrap();
     }
-    m.send(json!({"op":"join","room":"rec","since":3,"id":2}))
+    m.send(json!({"op":"join","room":"rec","since":3,"epoch":epoch,"id":2}))
         .await;
     let ok = m.recv_main().await;
-    assert_eq!(ok, json!({"op":"ok","id":2,"room":"rec","seq":8}));
+    assert_eq!(
+        ok,
+        json!({"op":"ok","id":2,"room":"rec","seq":8,"epoch":epoch})
+    );
     for want in 4..=8 {
         let v = m.recv_main().await;
         assert_eq!(

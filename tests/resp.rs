@@ -419,6 +419,63 @@ async fn pipelined_replies_keep_request_order() {
     }
 }
 
+/// A SUBSCRIBE overtaken by its UNSUBSCRIBE in the same pipeline is still
+/// confirmed, and the replies after it are not held back: for every
+/// one-letter room (so both shards are the home of some), in one write.
+#[tokio::test]
+async fn subscribe_then_unsubscribe_pipelined_answers_every_request() {
+    let server = Server::start(&[]);
+    let mut raw = Raw::connect(&server).await;
+    let mut batch = Vec::new();
+    let mut want = Vec::new();
+    for c in b'a'..=b'z' {
+        let ch = [c];
+        batch.extend(mb(&[b"SUBSCRIBE", &ch]));
+        batch.extend(mb(&[b"UNSUBSCRIBE", &ch]));
+        want.extend(format!("*3\r\n$9\r\nsubscribe\r\n$1\r\n{}\r\n:1\r\n", c as char).bytes());
+        want.extend(format!("*3\r\n$11\r\nunsubscribe\r\n$1\r\n{}\r\n:0\r\n", c as char).bytes());
+    }
+    batch.extend(mb(&[b"PING"]));
+    want.extend_from_slice(b"+PONG\r\n");
+    raw.s.write_all(&batch).await.unwrap();
+    raw.expect(&want).await;
+}
+
+/// The same for WebSocket: a join overtaken by a leave and a join
+/// repeated before its answer each get their own `ok`.
+#[tokio::test]
+async fn every_join_is_answered_even_when_overtaken() {
+    let server = Server::start(&[]);
+    let mut c = Client::connect(&server, "hasty").await;
+    for room in ["a", "b", "c", "d", "e", "f"] {
+        c.send(json!({"op":"join","room":room,"id":format!("j1-{room}")}))
+            .await;
+        c.send(json!({"op":"leave","room":room,"id":format!("l-{room}")}))
+            .await;
+        c.send(json!({"op":"join","room":room,"id":format!("j2-{room}")}))
+            .await;
+        c.send(json!({"op":"join","room":room,"id":format!("j3-{room}")}))
+            .await;
+    }
+    c.send(json!({"op":"ping","id":"end"})).await;
+    let mut ids = std::collections::BTreeSet::new();
+    loop {
+        let v = c.recv_main().await;
+        if v["op"] == "pong" {
+            break;
+        }
+        assert_eq!(v["op"], "ok", "{v}");
+        ids.insert(v["id"].as_str().unwrap().to_string());
+    }
+    // The pong may overtake the joins' answers, which come from the homes.
+    while ids.len() < 24 {
+        let v = c.recv_main().await;
+        assert_eq!(v["op"], "ok", "{v}");
+        ids.insert(v["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 24, "{ids:?}");
+}
+
 #[tokio::test]
 async fn protocol_error_closes_the_connection() {
     let server = Server::start(&[]);

@@ -863,8 +863,25 @@ async fn oversize_declared_length_is_closed_1009_from_the_header_alone() {
 }
 
 #[tokio::test]
-async fn echo_endpoint_echoes_text_and_binary() {
+async fn echo_endpoint_is_off_unless_asked_for() {
     let server = Server::start(&[]);
+    let mut s = TcpStream::connect(server.ws).await.unwrap();
+    s.write_all(&upgrade_request("GET /echo HTTP/1.1", &[], &[]))
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(head.contains("echo = true"), "{head}");
+}
+
+#[tokio::test]
+async fn echo_endpoint_echoes_text_and_binary() {
+    let server = Server::start(&["--echo"]);
     let mut s = TcpStream::connect(server.ws).await.unwrap();
     s.write_all(&upgrade_request("GET /echo HTTP/1.1", &[], &[]))
         .await

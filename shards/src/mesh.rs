@@ -34,6 +34,12 @@ pub(crate) struct Wake {
     stop: AtomicBool,
     /// How many times a sender had to wake this shard (a system call each).
     wakeups: AtomicU64,
+    /// This shard's task waiting for every shard's congestion to clear;
+    /// woken by whichever shard clears its flag.
+    uncongested: AtomicWaker,
+    /// This shard's task waiting for room on a full ring to another shard;
+    /// woken by that shard when it takes frames off the ring.
+    space: AtomicWaker,
 }
 
 impl Wake {
@@ -67,6 +73,9 @@ pub struct Outbox {
     me: usize,
     rings: RefCell<Vec<Option<Producer<Bytes>>>>,
     targets: Vec<Arc<Wake>>,
+    /// `wants_space[from * n + to]`: shard `from` waits for room on its
+    /// ring to `to` (set by `from`, cleared by `to` as it drains).
+    wants_space: Arc<[AtomicBool]>,
     /// One flag per shard, each written only by its shard: "I am holding
     /// back more than I should". Read by every shard to push back on its
     /// own clients, so that overload anywhere slows input everywhere
@@ -94,10 +103,65 @@ impl Outbox {
         }
     }
 
-    /// Says whether this shard is congested (only this shard writes its flag).
+    /// Says whether this shard is congested (only this shard writes its
+    /// flag). Clearing it wakes every shard waiting for congestion to clear.
     pub fn set_congested(&self, yes: bool) {
         if self.congested[self.me].load(Ordering::Relaxed) != yes {
-            self.congested[self.me].store(yes, Ordering::Relaxed);
+            self.congested[self.me].store(yes, Ordering::SeqCst);
+            if !yes {
+                fence(Ordering::SeqCst);
+                for t in &self.targets {
+                    t.uncongested.wake();
+                }
+            }
+        }
+    }
+
+    /// Ready once no shard says it is congested; until then the task is
+    /// woken when some shard clears its flag (and polls again).
+    pub fn poll_uncongested(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if !self.any_congested() {
+            return Poll::Ready(());
+        }
+        self.targets[self.me].uncongested.register(cx.waker());
+        fence(Ordering::SeqCst);
+        if self.any_congested() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Ready once one of the rings to `to` has room; until then the task is
+    /// woken when a receiver among them takes frames off its ring.
+    pub fn poll_space(
+        &self,
+        to: impl Iterator<Item = usize> + Clone,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let n = self.targets.len();
+        let has_room = |rings: &Vec<Option<Producer<Bytes>>>, t: usize| {
+            rings
+                .get(t)
+                .and_then(Option::as_ref)
+                .is_none_or(|r| r.slots() > 0 || r.is_abandoned())
+        };
+        {
+            let rings = self.rings.borrow();
+            if to.clone().any(|t| has_room(&rings, t)) {
+                return Poll::Ready(());
+            }
+        }
+        self.targets[self.me].space.register(cx.waker());
+        for t in to.clone() {
+            self.wants_space[self.me * n + t].store(true, Ordering::SeqCst);
+        }
+        fence(Ordering::SeqCst);
+        let rings = self.rings.borrow();
+        if to.clone().any(|t| has_room(&rings, t)) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -119,8 +183,12 @@ impl Outbox {
 
 /// The receiving ends of this shard's rings, one per other shard.
 pub struct Inbox {
+    me: usize,
     rings: RefCell<Vec<Option<Consumer<Bytes>>>>,
     wake: Arc<Wake>,
+    /// The senders' wake state, to tell one waiting for room that there is.
+    senders: Vec<Arc<Wake>>,
+    wants_space: Arc<[AtomicBool]>,
     /// Round-robin start, so a flooded ring cannot starve the others.
     next: Cell<usize>,
 }
@@ -139,6 +207,7 @@ impl Inbox {
             let Some(ring) = rings[from].as_mut() else {
                 continue;
             };
+            let before = taken;
             while taken < budget {
                 match ring.pop() {
                     Ok(frame) => {
@@ -146,6 +215,15 @@ impl Inbox {
                         f(from, frame);
                     }
                     Err(_) => break,
+                }
+            }
+            if taken > before {
+                // The sender may be waiting for room: it set its flag, then
+                // looked at the ring; we took frames, then look at the flag.
+                fence(Ordering::SeqCst);
+                let wants = &self.wants_space[from * n + self.me];
+                if wants.load(Ordering::Relaxed) && wants.swap(false, Ordering::AcqRel) {
+                    self.senders[from].space.wake();
                 }
             }
         }
@@ -208,6 +286,7 @@ pub(crate) fn build(n: usize, capacity: usize) -> (Vec<Outbox>, Vec<Inbox>, Vec<
         }
     }
     let congested: Arc<[AtomicBool]> = (0..n).map(|_| AtomicBool::new(false)).collect();
+    let wants_space: Arc<[AtomicBool]> = (0..n * n).map(|_| AtomicBool::new(false)).collect();
     let outboxes = producers
         .into_iter()
         .enumerate()
@@ -215,15 +294,20 @@ pub(crate) fn build(n: usize, capacity: usize) -> (Vec<Outbox>, Vec<Inbox>, Vec<
             me,
             rings: RefCell::new(rings),
             targets: wakes.clone(),
+            wants_space: wants_space.clone(),
             congested: congested.clone(),
         })
         .collect();
     let inboxes = consumers
         .into_iter()
         .zip(&wakes)
-        .map(|(rings, wake)| Inbox {
+        .enumerate()
+        .map(|(me, (rings, wake))| Inbox {
+            me,
             rings: RefCell::new(rings),
             wake: wake.clone(),
+            senders: wakes.clone(),
+            wants_space: wants_space.clone(),
             next: Cell::new(0),
         })
         .collect();
@@ -289,6 +373,49 @@ mod tests {
         assert!(out[0].any_congested() && out[1].any_congested());
         out[2].set_congested(false);
         assert!(!out[1].any_congested());
+    }
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, std::task::Waker) {
+        let c = Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (c.clone(), std::task::Waker::from(c))
+    }
+
+    #[test]
+    fn clearing_congestion_wakes_the_shards_waiting_for_it() {
+        let (out, _, _) = build(2, 2);
+        let (woken, waker) = counting();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(out[0].poll_uncongested(&mut cx).is_ready());
+        out[1].set_congested(true);
+        assert!(out[0].poll_uncongested(&mut cx).is_pending());
+        assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+        out[1].set_congested(false);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "woken by the clear");
+        assert!(out[0].poll_uncongested(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn draining_a_full_ring_wakes_its_waiting_sender() {
+        let (out, inb, _) = build(2, 2);
+        out[0].send(1, Bytes::new()).unwrap();
+        out[0].send(1, Bytes::new()).unwrap();
+        let (woken, waker) = counting();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(out[0].poll_space([1].into_iter(), &mut cx).is_pending());
+        assert_eq!(inb[1].drain(1, |_, _| {}), 1);
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1, "woken by the drain");
+        assert!(out[0].poll_space([1].into_iter(), &mut cx).is_ready());
+        // Nobody waits now: draining wakes nobody.
+        inb[1].drain(1, |_, _| {});
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
     }
 
     #[test]

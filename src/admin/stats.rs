@@ -105,10 +105,46 @@ const FIELDS: &[Field] = &[
         s.ring_full.get()
     }),
     (
+        "congestion_pauses",
+        "Times a reader stopped taking requests while a shard was congested",
+        false,
+        |s| s.congestion_pauses.get(),
+    ),
+    (
         "slow_consumer_closes",
         "Connections closed as slow consumers",
         false,
         |s| s.slow_consumer_closes.get(),
+    ),
+    (
+        "ping_timeouts",
+        "WebSocket connections closed for not answering a ping",
+        false,
+        |s| s.ping_timeouts.get(),
+    ),
+    (
+        "idle_closes",
+        "RESP connections closed after resp_idle_timeout_ms",
+        false,
+        |s| s.idle_closes.get(),
+    ),
+    (
+        "handshake_timeouts",
+        "WebSocket upgrades not finished within handshake_timeout_ms",
+        false,
+        |s| s.handshake_timeouts.get(),
+    ),
+    (
+        "conns_refused",
+        "Connections refused at accept (max_connections, max_connections_per_ip)",
+        false,
+        |s| s.conns_refused.get(),
+    ),
+    (
+        "send_errors",
+        "Connections closed because a batched send failed in the kernel",
+        false,
+        |s| s.send_errors.get(),
     ),
 ];
 

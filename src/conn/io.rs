@@ -77,9 +77,12 @@ pub async fn yield_now() {
 }
 
 /// Prepares an accepted socket: non-blocking (reads and writes are direct
-/// system calls that must never block the shard) and no Nagle delay (the
-/// shard corks frames itself).
-pub fn prepare_socket(stream: &TcpStream) {
+/// system calls that must never block the shard), no Nagle delay (the
+/// shard corks frames itself), TCP keepalive probes after `keepalive_s`
+/// idle seconds (every 10 s, 6 of them; 0 = off) and `TCP_USER_TIMEOUT`
+/// (sent data unacknowledged that long drops the connection; 0 = the
+/// kernel's default), so the kernel finds peers that vanished.
+pub fn prepare_socket(stream: &TcpStream, keepalive_s: u64, user_timeout_ms: u64) {
     let fd = stream.as_raw_fd();
     // SAFETY: fcntl on an fd we own.
     unsafe {
@@ -89,6 +92,51 @@ pub fn prepare_socket(stream: &TcpStream) {
         }
     }
     let _ = stream.set_nodelay(true);
+    // SAFETY: `fd` stays open for the borrow (the stream owns it).
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    if keepalive_s > 0 {
+        let ka = socket2::TcpKeepalive::new()
+            .with_time(std::time::Duration::from_secs(keepalive_s))
+            .with_interval(std::time::Duration::from_secs(10))
+            .with_retries(6);
+        let _ = sock.set_tcp_keepalive(&ka);
+    }
+    if user_timeout_ms > 0 {
+        let _ = sock.set_tcp_user_timeout(Some(std::time::Duration::from_millis(user_timeout_ms)));
+    }
+}
+
+/// Sends `bytes` (one short answer) and closes the write side, without
+/// waiting. What the client already sent is read and dropped first: closing
+/// a socket with unread data resets it, and the client would lose the
+/// answer.
+pub fn answer_and_close(stream: &TcpStream, bytes: &[u8]) {
+    let fd = stream.as_raw_fd();
+    let mut scratch = [0u8; 4096];
+    // SAFETY: non-blocking reads into a local buffer and a non-blocking
+    // send of a short answer, on an fd we own; if the socket cannot take
+    // the answer now, the client just sees the close.
+    unsafe {
+        for _ in 0..4 {
+            let n = libc::recv(
+                fd,
+                scratch.as_mut_ptr() as *mut libc::c_void,
+                scratch.len(),
+                libc::MSG_DONTWAIT,
+            );
+            if n <= 0 {
+                break;
+            }
+        }
+        libc::send(
+            fd,
+            bytes.as_ptr() as *const libc::c_void,
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        );
+        libc::shutdown(fd, libc::SHUT_WR);
+    }
 }
 
 /// After the last frame was queued: waits (bounded) for the peer to finish,

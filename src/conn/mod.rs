@@ -65,8 +65,9 @@ pub struct Conn {
     /// Replies owed in request order whose content another shard decides
     /// (RESP answers PUBLISH and SUBSCRIBE once the room's home has acted).
     /// While any is owed, later frames wait behind it, so a pipelining
-    /// client gets its replies in order. Allocated only when needed.
-    deferred: RefCell<Option<Box<Owed>>>,
+    /// client gets its replies in order. Allocated only when needed; a
+    /// `Cell` (taken and put back) where a `RefCell` would cost 8 bytes.
+    deferred: Cell<Option<Box<Owed>>>,
     /// Bytes of the head frame already written (less than its length, which
     /// is within `limit`).
     head_written: Cell<u32>,
@@ -78,6 +79,9 @@ pub struct Conn {
     fd: RawFd,
     /// Numbers join requests and deferred replies.
     pub tickets: Cell<u32>,
+    /// When the client last sent anything, on the shard's coarse clock
+    /// (ms; see the shard's sweep) — or, while `pinged`, when it was pinged.
+    heard: Cell<u32>,
     /// Protocol.
     pub kind: Kind,
     /// On the shard's dirty list.
@@ -92,6 +96,8 @@ pub struct Conn {
     fixed: bool,
     /// RESP3 (push messages) after `HELLO 3`.
     pub resp3: Cell<bool>,
+    /// The shard pinged it and waits to hear back (since `heard`).
+    pinged: Cell<bool>,
     /// Rooms joined or being joined, each with the number of its latest
     /// join request (so a stale acknowledgement is recognised).
     pub rooms: RefCell<Rooms>,
@@ -119,7 +125,15 @@ impl Drop for Conn {
 
 impl Conn {
     /// A new connection with an outbound bound of `limit` bytes.
-    pub fn new(id: u64, stream: TcpStream, kind: Kind, user: Rc<str>, limit: usize) -> Self {
+    /// `now` is the shard's coarse clock, as [`Conn::heard_at`] takes it.
+    pub fn new(
+        id: u64,
+        stream: TcpStream,
+        kind: Kind,
+        user: Rc<str>,
+        limit: usize,
+        now: u32,
+    ) -> Self {
         let fd = stream.as_raw_fd();
         let fixed = files::register(fd);
         Self {
@@ -130,7 +144,7 @@ impl Conn {
             user: RefCell::new(user),
             rooms: RefCell::new(SmallVec::new()),
             tickets: Cell::new(0),
-            deferred: RefCell::new(None),
+            deferred: Cell::new(None),
             resp3: Cell::new(false),
             out: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
@@ -141,7 +155,31 @@ impl Conn {
             closing: Cell::new(false),
             closed: Cell::new(false),
             fixed,
+            heard: Cell::new(now),
+            pinged: Cell::new(false),
         }
+    }
+
+    /// The client sent something at `now` (a ping outstanding is answered).
+    pub fn heard_at(&self, now: u32) {
+        self.heard.set(now);
+        self.pinged.set(false);
+    }
+
+    /// When the client last sent anything.
+    pub fn heard(&self) -> u32 {
+        self.heard.get()
+    }
+
+    /// When it was pinged without an answer yet, if it was.
+    pub fn pinged(&self) -> Option<u32> {
+        self.pinged.get().then(|| self.heard.get())
+    }
+
+    /// It was pinged at `now`.
+    pub fn pinged_at(&self, now: u32) {
+        self.heard.set(now);
+        self.pinged.set(true);
     }
 
     /// Registered in the shard's io_uring file table at the index of its fd.
@@ -211,7 +249,7 @@ mod tests {
         let ends = [
             offset_of!(Conn, out) + std::mem::size_of::<RefCell<VecDeque<Frame>>>(),
             offset_of!(Conn, queued) + 8,
-            offset_of!(Conn, deferred) + 16,
+            offset_of!(Conn, deferred) + 8,
             offset_of!(Conn, head_written) + 4,
             offset_of!(Conn, limit) + 4,
             offset_of!(Conn, fd) + 4,

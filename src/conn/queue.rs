@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::order::{Frame, Owed};
+use super::order::Frame;
 use super::sendring::{Outgoing, IOV_BATCH, SEND_FLAGS};
 use super::Conn;
 
@@ -54,8 +54,11 @@ impl Conn {
             return Queued::OverLimit;
         }
         self.queued.set(queued);
-        match self.deferred.borrow_mut().as_mut() {
-            Some(owed) if !owed.is_empty() => owed.wait(frame),
+        match self.deferred.take() {
+            Some(mut owed) if !owed.is_empty() => {
+                owed.wait(frame);
+                self.deferred.set(Some(owed));
+            }
             _ => self.out.borrow_mut().push_back(frame),
         }
         Queued::Yes
@@ -72,10 +75,9 @@ impl Conn {
     /// ticket to [`Conn::fulfil`] it with.
     pub fn defer(&self) -> u32 {
         let ticket = self.ticket();
-        self.deferred
-            .borrow_mut()
-            .get_or_insert_with(Box::<Owed>::default)
-            .reserve(ticket);
+        let mut owed = self.deferred.take().unwrap_or_default();
+        owed.reserve(ticket);
+        self.deferred.set(Some(owed));
         ticket
     }
 
@@ -85,18 +87,17 @@ impl Conn {
         if self.is_closing() {
             return false;
         }
-        let mut deferred = self.deferred.borrow_mut();
-        let Some(owed) = deferred.as_mut() else {
+        let Some(mut owed) = self.deferred.take() else {
             return false;
         };
         let len = frame.len();
-        if !owed.fill(ticket, Rc::new(frame)) {
-            return false;
+        let filled = owed.fill(ticket, Rc::new(frame));
+        let moved = filled && owed.release(&mut self.out.borrow_mut());
+        if filled {
+            self.queued.set(self.queued.get() + len);
         }
-        self.queued.set(self.queued.get() + len);
-        let moved = owed.release(&mut self.out.borrow_mut());
-        if owed.is_empty() {
-            *deferred = None;
+        if !owed.is_empty() {
+            self.deferred.set(Some(owed));
         }
         moved
     }
@@ -129,6 +130,16 @@ impl Conn {
         } else {
             self.closing.set(true);
         }
+    }
+
+    /// Closes the queue and gives up its frames without freeing them: for
+    /// a send whose fate is unknown, whose buffers the kernel may still read.
+    pub fn quarantine(&self) {
+        self.closing.set(true);
+        let frames = std::mem::take(&mut *self.out.borrow_mut());
+        self.queued.set(0);
+        self.head_written.set(0);
+        std::mem::forget(frames);
     }
 
     /// Bytes waiting to be written.

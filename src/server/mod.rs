@@ -17,6 +17,7 @@ use anyhow::Context;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::doctor;
+use crate::shard::admission::Admission;
 use crate::shard::stats::ShardStats;
 use listen::{bind_reuseport, Bound};
 
@@ -52,12 +53,22 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         Mutex::new(ws.into_iter().zip(resp).map(Some).collect());
     let shard_stats = stats.clone();
     let shard_cfg = cfg.clone();
+    let admission = Arc::new(Admission::new(
+        cfg.max_connections,
+        cfg.max_connections_per_ip,
+    ));
     let handle = shards::launch(&scfg, move |shard| {
         let (ws, resp) = listeners.lock().expect("start-up only")[shard.id]
             .take()
             .expect("each shard takes its listeners once");
         let stats = shard_stats[shard.id].clone();
-        run::run_shard(shard, shard_cfg.clone(), stats, ws, resp)
+        run::run_shard(
+            shard,
+            shard_cfg.clone(),
+            stats,
+            admission.clone(),
+            (ws, resp),
+        )
     })?;
     match &handle.fallback_reason {
         None => tracing::info!(shards = n, driver = %handle.driver, "shards started"),

@@ -12,6 +12,7 @@ use monoio::net::TcpListener;
 use crate::config::Config;
 use crate::conn::io::yield_now;
 use crate::session;
+use crate::shard::admission::{Admission, Refusal};
 use crate::shard::stats::{unix_ms, ShardStats};
 use crate::shard::Shard;
 
@@ -23,8 +24,8 @@ pub(super) async fn run_shard(
     runtime: shards::Shard,
     cfg: Arc<Config>,
     stats: Arc<ShardStats>,
-    ws: StdListener,
-    resp: StdListener,
+    admission: Arc<Admission>,
+    (ws, resp): (StdListener, StdListener),
 ) {
     stats
         .core_plus_one
@@ -41,7 +42,7 @@ pub(super) async fn run_shard(
         outbox,
         ..
     } = runtime;
-    let shard = Shard::new(id, count, cfg, stats, outbox);
+    let shard = Shard::new(id, count, cfg, stats, admission, outbox);
     if uring {
         shard.use_send_ring();
     }
@@ -96,13 +97,20 @@ async fn accept_loop(
     let mut fd_errors: u64 = 0;
     loop {
         match listener.cancelable_accept(cancel.clone()).await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
                 if shard.stopping.get() {
                     break;
                 }
+                let admitted = match shard.admit(peer.ip()) {
+                    Ok(admitted) => admitted,
+                    Err(why) => {
+                        refuse(&shard, stream, kind, why);
+                        continue;
+                    }
+                };
                 match kind {
-                    Listener::Ws => monoio::spawn(session::ws::serve(shard.clone(), stream)),
-                    Listener::Resp => monoio::spawn(session::resp::serve(shard.clone(), stream)),
+                    Listener::Ws => monoio::spawn(session::ws::serve(admitted, stream)),
+                    Listener::Resp => monoio::spawn(session::resp::serve(admitted, stream)),
                 };
             }
             Err(_) if shard.stopping.get() => break,
@@ -124,5 +132,20 @@ async fn accept_loop(
                 monoio::time::sleep(Duration::from_millis(1)).await;
             }
         }
+    }
+}
+
+/// Turns away a connection over a limit, saying why where the protocol
+/// can (a WebSocket client gets an HTTP 503, a RESP client Redis's own
+/// error), and counts it.
+fn refuse(shard: &Shard, stream: monoio::net::TcpStream, kind: Listener, why: Refusal) {
+    shard.stats.conns_refused.inc();
+    let refused = shard.stats.conns_refused.get();
+    if refused.is_power_of_two() {
+        tracing::warn!(shard = shard.id, reason = ?why, refused, "refusing connections over the limit");
+    }
+    match kind {
+        Listener::Ws => session::ws::refuse(stream, why),
+        Listener::Resp => session::resp::refuse(stream, why),
     }
 }

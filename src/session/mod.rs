@@ -57,7 +57,7 @@ async fn read_loop<P: Protocol>(shard: &Rc<Shard>, conn: &Rc<Conn>, mut buf: Byt
             return;
         }
         if shard.backlogged() {
-            Box::pin(wait_backlog(shard, conn)).await;
+            Box::pin(shard.wait_uncongested()).await;
         }
         // Nothing of the read (its result, an error) may live across the
         // awaits below: the task would carry it while the connection idles.
@@ -89,6 +89,7 @@ fn read_step(shard: &Shard, conn: &Conn, buf: &mut BytesMut) -> Step {
         Ok(0) => Step::End,
         Ok(n) => {
             shard.stats.bytes_in.add(n as u64);
+            conn.heard_at(shard.now());
             Step::Data
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -100,13 +101,5 @@ fn read_step(shard: &Shard, conn: &Conn, buf: &mut BytesMut) -> Step {
         }
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Step::Data,
         Err(_) => Step::End,
-    }
-}
-
-/// Waits (polling every millisecond) until the held frames drain, or the
-/// connection goes.
-async fn wait_backlog(shard: &Shard, conn: &Conn) {
-    while shard.backlogged() && !conn.is_closed() {
-        monoio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }

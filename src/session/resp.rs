@@ -13,19 +13,26 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use super::{read_loop, Parsed, Protocol};
-use crate::conn::io::{linger, prepare_socket};
+use crate::conn::io::{answer_and_close, linger, prepare_socket};
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
 use crate::proto::resp::{encode, Command, Parser, Proto};
+use crate::shard::admission::Refusal;
 use crate::shard::stats::ErrorKind;
 use crate::shard::wire::ReplyTo;
-use crate::shard::Shard;
+use crate::shard::{Admitted, Shard};
 
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Serves one accepted RESP connection to its end.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    prepare_socket(&stream);
+/// The connection holds its place in the admission counts (`shard`)
+/// until the task ends, however it ends.
+pub async fn serve(shard: Admitted, stream: TcpStream) {
+    prepare_socket(
+        &stream,
+        shard.cfg.tcp_keepalive_s,
+        shard.cfg.tcp_user_timeout_ms,
+    );
     let id = shard.next_conn_id();
     let user: Rc<str> = default_name(&shard, id).into();
     let conn = Rc::new(Conn::new(
@@ -34,6 +41,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Kind::Resp,
         user,
         shard.cfg.outbound_limit,
+        shard.now(),
     ));
     shard.register(&conn);
     shard.stats.accepted.inc();
@@ -44,6 +52,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     shard.unregister(&conn);
 }
 
+/// Turns away a connection over an admission limit with Redis's own error
+/// for a full server.
+pub fn refuse(stream: TcpStream, why: Refusal) {
+    let line: &[u8] = match why {
+        Refusal::Server => b"-ERR max number of clients reached\r\n",
+        Refusal::PerSource => b"-ERR max number of clients from this address reached\r\n",
+    };
+    answer_and_close(&stream, line);
+}
+
 fn default_name(shard: &Shard, id: u64) -> String {
     format!("resp-{}-{}", shard.id, id & 0xffff_ffff_ffff)
 }
@@ -52,8 +70,8 @@ fn default_name(shard: &Shard, id: u64) -> String {
 struct Commands(Parser);
 
 impl Protocol for Commands {
-    fn new(_: &Shard, _: &Conn) -> Self {
-        Commands(Parser::default())
+    fn new(shard: &Shard, _: &Conn) -> Self {
+        Commands(Parser::default().limit_query(shard.cfg.resp_query_buffer_limit))
     }
 
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {
@@ -192,7 +210,7 @@ fn subscribe(shard: &Rc<Shard>, conn: &Rc<Conn>, channels: Vec<Bytes>) {
             continue;
         }
         let ticket = conn.defer();
-        if let Err(e) = shard.join(conn, room, None, ReplyTo::Resp { ticket, count }) {
+        if let Err(e) = shard.join(conn, room, (None, None), ReplyTo::Resp { ticket, count }) {
             let text = format!("ERR {}", e.message);
             shard.fulfil(conn, ticket, encode::error_frame(&text));
         }

@@ -8,34 +8,31 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use super::{read_loop, Parsed, Protocol};
-use crate::conn::io::{linger, prepare_socket, read_some};
+use crate::conn::io::{answer_and_close, linger, prepare_socket, read_some};
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{self, valid_user_name, ApiError, Code, Request, MAX_USER_NAME};
 use crate::proto::ws::{self, Decoder, Message, OpCode};
+use crate::shard::admission::Refusal;
 use crate::shard::stats::ErrorKind;
 use crate::shard::wire::ReplyTo;
-use crate::shard::Shard;
+use crate::shard::{Admitted, Shard};
 
-/// How long a client may take to send its upgrade request.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the peer's close after ours.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
 /// Room for the JSON envelope around a payload of `max_payload` bytes: a
 /// request frame bigger than both is closed with 1009.
 const ENVELOPE_SLACK: usize = 4096;
-fn send_raw_and_close(stream: &TcpStream, bytes: &[u8]) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a non-blocking send of a small reply on an fd we own; if the
-    // socket cannot take it now the client gets just the close.
-    unsafe {
-        libc::send(
-            stream.as_raw_fd(),
-            bytes.as_ptr() as *const libc::c_void,
-            bytes.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        );
-        libc::shutdown(stream.as_raw_fd(), libc::SHUT_WR);
-    }
+/// Turns away a connection over an admission limit with an HTTP 503 (the
+/// request is not read: the answer is the same whatever it is).
+pub fn refuse(stream: TcpStream, why: Refusal) {
+    let body = match why {
+        Refusal::Server => "the server holds all the connections it may; try again later\n",
+        Refusal::PerSource => "too many connections from your address\n",
+    };
+    answer_and_close(
+        &stream,
+        &ws::http_response(503, body, &[("Retry-After", "1")]),
+    );
 }
 
 /// Serves one accepted WebSocket-port connection to its end.
@@ -43,7 +40,10 @@ fn send_raw_and_close(stream: &TcpStream, bytes: &[u8]) {
 /// The handshake and the closing linger run as boxed futures of their own,
 /// so the task that stays alive while a connection idles holds only the
 /// session's state (a connection's most expensive resource is this task).
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+///
+/// The connection holds its place in the admission counts (`shard`)
+/// until the task ends, however it ends.
+pub async fn serve(shard: Admitted, stream: TcpStream) {
     let Some((conn, buf)) = Box::pin(handshake(&shard, stream)).await else {
         return;
     };
@@ -57,9 +57,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 /// Reads and answers the upgrade request; on success the connection is
 /// registered and welcomed, and the bytes after the request are returned.
 async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, BytesMut)> {
-    prepare_socket(&stream);
+    prepare_socket(
+        &stream,
+        shard.cfg.tcp_keepalive_s,
+        shard.cfg.tcp_user_timeout_ms,
+    );
     let mut buf = BytesMut::new();
-    let head = monoio::time::timeout(HANDSHAKE_TIMEOUT, async {
+    let deadline = Duration::from_millis(shard.cfg.handshake_timeout_ms);
+    let head = monoio::time::timeout(deadline, async {
         loop {
             match ws::parse_request(&buf) {
                 Ok(Some(parsed)) => return Ok(parsed),
@@ -74,17 +79,19 @@ async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, By
     })
     .await;
     let accepted = match head {
-        Ok(Ok((req, used))) => accept(req).map(|a| (a, used)),
+        Ok(Ok((req, used))) => accept(shard, req).map(|a| (a, used)),
         Ok(Err(refusal)) => Err(refusal),
-        // Timed out before finishing the request.
-        Err(_) => Err(None),
+        Err(_) => {
+            shard.stats.handshake_timeouts.inc();
+            Err(None)
+        }
     };
     let ((kind, accept_key, user), used) = match accepted {
         Ok(accepted) => accepted,
         Err(refusal) => {
             if let Some(response) = refusal {
                 shard.stats.error(ErrorKind::BadHandshake);
-                send_raw_and_close(&stream, &response);
+                answer_and_close(&stream, &response);
             }
             return None;
         }
@@ -99,7 +106,7 @@ async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, By
     };
     let id = shard.next_conn_id();
     let user = user.unwrap_or_else(|| format!("guest-{}-{}", shard.id, id & 0xffff_ffff_ffff));
-    let conn = Rc::new(Conn::new(id, stream, kind, user.into(), limit));
+    let conn = Rc::new(Conn::new(id, stream, kind, user.into(), limit, shard.now()));
     shard.register(&conn);
     shard.stats.accepted.inc();
     shard.send(&conn, ws::response_101(&accept_key).into());
@@ -116,10 +123,14 @@ type Accepted = (Kind, String, Option<String>);
 
 /// Routes a parsed request and checks it as an upgrade; a refusal is the
 /// HTTP response to send (`None`: the client just goes).
-fn accept(req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> {
+fn accept(shard: &Shard, req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> {
     let kind = match req.path.as_str() {
         "/ws" | "/ws/" => Kind::Ws,
-        "/echo" => Kind::Echo,
+        "/echo" if shard.cfg.echo => Kind::Echo,
+        "/echo" => {
+            let body = "the /echo endpoint is off (echo = true, or --echo, turns it on)\n";
+            return Err(Some(ws::http_response(404, body, &[])));
+        }
         _ => {
             let body = format!(
                 "no such path {:?}: connect to /ws (chat) or /echo\n",
@@ -213,8 +224,8 @@ fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
         |room: &str| ApiError::new(Code::NotMember, format!("not a member of room {room}"));
     match req {
         Request::Ping => shard.reply_json(conn, &chat::pong(id)),
-        Request::Join { room, since } => {
-            if let Err(e) = shard.join(conn, &room, since, reply_to(id)) {
+        Request::Join { room, since, epoch } => {
+            if let Err(e) = shard.join(conn, &room, (since, epoch), reply_to(id)) {
                 shard.reply_error(conn, id, &e);
             }
         }
@@ -237,7 +248,9 @@ fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
             }
         }
         Request::History { room, since, limit } => shard.history(conn, &room, since, limit, id),
-        Request::Members { room } => shard.members(conn, &room, id),
+        Request::Members { room, limit, after } => {
+            shard.members(conn, &room, (after.as_deref(), limit), id)
+        }
     }
 }
 

@@ -19,7 +19,7 @@ impl Shard {
         room: &str,
         conn: u64,
         user: &str,
-        since: Option<u64>,
+        since: (Option<u64>, Option<u64>),
         reply: ReplyTo,
         join: u32,
     ) {
@@ -32,6 +32,7 @@ impl Shard {
             room: room.into(),
             conn,
             reply,
+            epoch: answer.epoch,
             seq: answer.seq,
             recovered: answer.recovered,
             error: if answer.full {
@@ -78,6 +79,7 @@ impl Shard {
             room: room.into(),
             conn,
             reply,
+            epoch: msg.epoch,
             seq: msg.seq,
             receivers: msg.receivers,
         };
@@ -99,9 +101,15 @@ impl Shard {
         );
     }
 
-    pub(super) fn home_members(&self, room: &str, conn: u64, id: Option<&str>) {
-        let users = self.homes.borrow().users(room);
-        let json = chat::members(id, room, &users);
+    pub(super) fn home_members(
+        &self,
+        room: &str,
+        conn: u64,
+        id: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) {
+        let json = self.homes.borrow().members(id, room, after, limit as usize);
         self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
     }
 

@@ -62,29 +62,32 @@ impl Shard {
         }
     }
 
-    /// The home's answer to a join: `(seq, recovered, error)` and the
-    /// backlog recovered with `since`.
+    /// The home's answer to a join: `(epoch, seq, recovered, error)` and
+    /// the backlog recovered with `since`.
     pub(super) fn on_join_ack(
         &self,
         room: &str,
         conn: u64,
         reply: &ArchivedReplyTo,
-        (seq, recovered, error): (u64, bool, u8),
+        (epoch, seq, recovered, error): (u64, u64, bool, u8),
         backlog: &[ArchivedEntry],
         join: u32,
     ) {
-        // A connection that closed or left meanwhile already told the home.
+        // A connection that closed meanwhile has no one to answer.
         let Some(conn) = self.conn(conn) else { return };
-        let room_rc = {
-            let rooms = conn.rooms.borrow();
-            match rooms.iter().find(|(r, _)| &**r == room) {
-                Some((r, j)) if *j == join => r.clone(),
-                // Left since, or joined again and that later ack will come.
-                _ => return,
-            }
-        };
+        // Every join is answered, even one overtaken by a leave or a later
+        // join of the same room: a RESP client's later replies wait behind
+        // this one. Only the current join changes membership.
+        let current = conn
+            .rooms
+            .borrow()
+            .iter()
+            .find(|(r, j)| &**r == room && *j == join)
+            .map(|(r, _)| r.clone());
         if error == code::ROOM_FULL {
-            conn.rooms.borrow_mut().retain(|(r, _)| &**r != room);
+            if current.is_some() {
+                conn.rooms.borrow_mut().retain(|(r, _)| &**r != room);
+            }
             let max = self.cfg.max_members_per_room;
             let err = ApiError::new(
                 Code::RoomFull,
@@ -92,7 +95,7 @@ impl Shard {
             );
             return self.answer_error(&conn, reply, &err);
         }
-        let is_new = {
+        let is_new = current.is_some_and(|room_rc| {
             let mut local = self.local.borrow_mut();
             let members = local.entry(room_rc).or_default();
             if members.iter().any(|m| Rc::ptr_eq(m, &conn)) {
@@ -102,13 +105,13 @@ impl Shard {
                 self.stats.memberships.inc();
                 true
             }
-        };
+        });
         // The count is the subscriptions right after this one was asked
         // for, as Redis reports it.
         self.answer(
             &conn,
             reply,
-            |id| chat::ok(id, room, Some(seq), recovered),
+            |id| chat::ok(id, room, Some((seq, epoch)), recovered),
             |count, p| {
                 let mut out = BytesMut::with_capacity(64 + room.len());
                 resp::subscription(&mut out, "subscribe", Some(room.as_bytes()), count, p);
@@ -131,7 +134,7 @@ impl Shard {
         room: &str,
         conn: u64,
         reply: &ArchivedReplyTo,
-        seq: u64,
+        (epoch, seq): (u64, u64),
         receivers: u32,
     ) {
         let Some(conn) = self.conn(conn) else {
@@ -140,7 +143,7 @@ impl Shard {
         self.answer(
             &conn,
             reply,
-            |id| chat::ok(id, room, Some(seq), true),
+            |id| chat::ok(id, room, Some((seq, epoch)), true),
             |_, _| {
                 let mut out = BytesMut::with_capacity(16);
                 resp::integer(&mut out, i64::from(receivers));

@@ -10,7 +10,9 @@ use bytes::Bytes;
 
 use crate::conn::order::Frame;
 use crate::conn::queue::{Flushed, Queued, Sent};
+use crate::conn::sendring::Outcome;
 use crate::conn::{Conn, Kind};
+use crate::proto::chat::close::SLOW_CONSUMER;
 use crate::proto::chat::{self, ApiError};
 use crate::proto::ws::{self, text_frame};
 use crate::shard::wire;
@@ -38,6 +40,7 @@ impl Shard {
     pub fn unregister(&self, conn: &Rc<Conn>) {
         conn.shut_down();
         self.leave_all(conn);
+        self.shutdown_progress();
         if self.conns.borrow_mut().remove(&conn.id).is_some() {
             match conn.kind {
                 Kind::Resp => self.stats.conns_resp.sub(1),
@@ -113,10 +116,18 @@ impl Shard {
                 Bytes::from_static(b"-ERR slow consumer: outbound queue limit reached\r\n")
             }
             Kind::Ws | Kind::Echo => {
-                ws::close_frame(1008, "slow consumer: outbound queue limit reached")
+                ws::close_frame(SLOW_CONSUMER, "slow consumer: outbound queue limit reached")
             }
         };
-        conn.abandon_queue(Some(last));
+        self.close_now(conn, Some(last));
+    }
+
+    /// Closes a connection that is not listening: what it had queued and
+    /// not started to send is dropped, `last` goes if the socket takes it
+    /// at once, then the socket is shut without waiting, so its memory is
+    /// freed whatever the client does.
+    pub(super) fn close_now(&self, conn: &Rc<Conn>, last: Option<Bytes>) {
+        conn.abandon_queue(last);
         let (_, n) = conn.flush();
         self.stats.bytes_out.add(n as u64);
         conn.shut_down();
@@ -160,10 +171,22 @@ impl Shard {
                 }
             }
             conn.blocked.set(false);
+            node.shutdown_progress();
         });
     }
 
     /// Finishes a connection after its batched send.
+    /// A send the kernel took and never completed: what of it left is
+    /// unknown, so nothing of the connection's queue may be sent again (the
+    /// peer would get bytes twice or a broken frame), and the kernel may
+    /// still read the frames. The connection is closed and its frames are
+    /// kept for the life of the process (this only follows a broken ring).
+    fn lost(&self, conn: &Rc<Conn>) {
+        self.stats.send_errors.inc();
+        conn.quarantine();
+        conn.shut_down();
+    }
+
     /// `r` is the send ring's result for it: bytes written, or -errno.
     fn sent(self: &Rc<Self>, conn: &Rc<Conn>, r: i32, want: usize) {
         let r = usize::try_from(r).map_err(|_| io::Error::from_raw_os_error(-r));
@@ -222,19 +245,22 @@ impl Shard {
                 };
                 let (chunk, tail) = rest.split_at(rest.len().min(r.capacity()));
                 rest = tail;
-                match r.send(chunk, &mut results) {
-                    Ok(entries) => {
-                        self.stats.send_batches.inc();
-                        self.stats.writes.add(entries as u64);
-                        for (conn, &(r, want)) in chunk.iter().zip(&results) {
-                            self.sent(conn, r, want);
-                        }
+                let sent = r.send(chunk, &mut results);
+                if let Ok(entries) = sent {
+                    self.stats.send_batches.inc();
+                    self.stats.writes.add(entries as u64);
+                }
+                for (conn, &(outcome, want)) in chunk.iter().zip(&results) {
+                    match outcome {
+                        Outcome::Done(r) => self.sent(conn, r, want),
+                        // Nothing of it left: another way is safe.
+                        Outcome::NotSent => self.flush(conn),
+                        Outcome::Lost => self.lost(conn),
                     }
-                    Err(e) => {
-                        tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
-                        *ring = None;
-                        chunk.iter().for_each(|conn| self.flush(conn));
-                    }
+                }
+                if let Err(e) = sent {
+                    tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
+                    *ring = None;
                 }
             }
             ready.clear();

@@ -12,11 +12,13 @@ use super::Shard;
 
 impl Shard {
     /// Starts a join; the reply comes when the home answers, to `reply`.
+    /// With `since`, the messages after it (of the sequence `epoch`, when
+    /// given) come first.
     pub fn join(
         &self,
         conn: &Rc<Conn>,
         room: &str,
-        since: Option<u64>,
+        (since, epoch): (Option<u64>, Option<u64>),
         reply: ReplyTo,
     ) -> Result<(), ApiError> {
         let join = conn.ticket();
@@ -43,6 +45,7 @@ impl Shard {
                 conn: conn.id,
                 user,
                 since,
+                epoch,
                 reply,
                 join,
             },
@@ -122,13 +125,22 @@ impl Shard {
     }
 
     /// Asks the home for the room's members.
-    pub fn members(&self, conn: &Rc<Conn>, room: &str, id: Option<&str>) {
+    /// A page of at most `limit` users after `after`.
+    pub fn members(
+        &self,
+        conn: &Rc<Conn>,
+        room: &str,
+        (after, limit): (Option<&str>, u32),
+        id: Option<&str>,
+    ) {
         self.dispatch(
             home_of(room.as_bytes(), self.count),
             &Wire::Members {
                 room: room.into(),
                 conn: conn.id,
                 id: id.map(Into::into),
+                after: after.map(Into::into),
+                limit,
             },
         );
     }

@@ -159,8 +159,22 @@ pub struct ShardStats {
     pub ring_received: Counter,
     /// Sends that found the ring full and were held back.
     pub ring_full: Counter,
+    /// Times a reader stopped taking client requests while a shard was
+    /// congested.
+    pub congestion_pauses: Counter,
+    /// Connections closed because a batched send's fate became unknown
+    /// (the send ring failed while the kernel held the send).
+    pub send_errors: Counter,
     /// Connections closed for exceeding their outbound bound.
     pub slow_consumer_closes: Counter,
+    /// WebSocket connections closed for not answering a ping in time.
+    pub ping_timeouts: Counter,
+    /// RESP connections closed after `resp_idle_timeout_ms` of silence.
+    pub idle_closes: Counter,
+    /// WebSocket upgrades not finished within `handshake_timeout_ms`.
+    pub handshake_timeouts: Counter,
+    /// Connections refused at accept (`max_connections`, per-address limits).
+    pub conns_refused: Counter,
     /// Protocol errors, indexed like [`ErrorKind::ALL`].
     pub errors: [Counter; 10],
     /// Unix milliseconds of the shard's last heartbeat.

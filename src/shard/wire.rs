@@ -87,6 +87,8 @@ pub enum Wire {
         user: String,
         /// Deliver retained messages after this seq first.
         since: Option<u64>,
+        /// The room sequence `since` is of, if the client said.
+        epoch: Option<u64>,
         /// Where the answer goes.
         reply: ReplyTo,
         /// Numbers the connection's joins, so a stale answer is recognised.
@@ -133,6 +135,10 @@ pub enum Wire {
         conn: u64,
         /// The request id to echo (raw JSON).
         id: Option<String>,
+        /// Users after this one.
+        after: Option<String>,
+        /// At most this many.
+        limit: u32,
     },
     /// Asks for retained messages (to the home shard).
     History {
@@ -175,6 +181,8 @@ pub enum Wire {
         conn: u64,
         /// Where the answer goes.
         reply: ReplyTo,
+        /// The room's sequence.
+        epoch: u64,
         /// The room's last seq at the moment of joining.
         seq: u64,
         /// False when `since` was older than what is retained.
@@ -194,6 +202,8 @@ pub enum Wire {
         conn: u64,
         /// Where the answer goes.
         reply: ReplyTo,
+        /// The room's sequence.
+        epoch: u64,
         /// The seq the message got.
         seq: u64,
         /// Member connections of the room when it was sequenced.

@@ -38,7 +38,7 @@ echo "building ringcast (release)..." >&2
 cargo build --release --quiet --bin ringcast
 
 # Start the server on an ephemeral port and read its listening line.
-coproc SERVER { exec target/release/ringcast serve --shards "$shards" \
+coproc SERVER { exec target/release/ringcast serve --shards "$shards" --echo \
     --ws 127.0.0.1:0 --resp 127.0.0.1:0 --admin 127.0.0.1:0 --log warn; }
 server_pid=$SERVER_PID
 cleanup() {

@@ -60,6 +60,58 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// An epoch as clients see it: 16 lowercase hex digits.
+pub fn epoch_text(epoch: u64) -> String {
+    format!("{epoch:016x}")
+}
+
+/// Reads an epoch as [`epoch_text`] writes it; anything else names no
+/// sequence (0, which no room has).
+pub fn parse_epoch(text: &str) -> u64 {
+    if text.len() == 16 {
+        u64::from_str_radix(text, 16).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// True when a JSON text has a `\u` escape of a UTF-16 surrogate that is
+/// not half of a pair (`"\ude00"`, or `"\ud83d"` alone). Such text is not
+/// Unicode: strict parsers (serde_json among them) refuse it, so one
+/// client could make every member's parser fail on the message.
+pub fn has_lone_surrogate(json: &str) -> bool {
+    let b = json.as_bytes();
+    let hex4 = |i: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // `\\`, `\"`, `\n`…: the escaped byte is never a `\`.
+            continue;
+        }
+        match hex4(i + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                    .then(|| hex4(i + 8))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return true;
+                }
+                i += 12;
+            }
+            Some(0xDC00..=0xDFFF) => return true,
+            _ => i += 6,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +123,46 @@ mod tests {
             minify("{ \"a b\" : [1, \"x\\\" y\"] }"),
             r#"{"a b":[1,"x\" y"]}"#
         );
+    }
+
+    #[test]
+    fn epochs_round_trip() {
+        assert_eq!(parse_epoch(&epoch_text(u64::MAX - 1)), u64::MAX - 1);
+        assert_eq!(epoch_text(0xab), "00000000000000ab");
+        assert_eq!(parse_epoch("xyz"), 0);
+        assert_eq!(parse_epoch("000000000000000g"), 0);
+    }
+
+    #[test]
+    fn lone_surrogates_are_found() {
+        for bad in [
+            r#""\ude00""#,
+            r#""\ud30d\ude00""#,
+            r#""\ud83d""#,
+            r#""\ud83dx""#,
+            r#""\ud83d\u0041""#,
+            r#"{"a":["\udfff"]}"#,
+            r#""\\\ud800""#,
+        ] {
+            assert!(has_lone_surrogate(bad), "{bad}");
+        }
+        for good in [
+            r#""\ud83d\ude00""#,
+            r#""\\ud800""#,
+            r#""\u00e9 \\\\ \" \ud7ff \ue000""#,
+            r#"{"k":1}"#,
+            r#""é😀""#,
+            r#""\u""#,
+        ] {
+            assert!(!has_lone_surrogate(good), "{good}");
+        }
+        // What the check lets through, a strict parser takes.
+        for good in [r#""\ud83d\ude00""#, r#""\\ud800""#] {
+            serde_json::from_str::<String>(good).unwrap();
+        }
+        for bad in [r#""\ude00""#, r#""\ud83d""#] {
+            assert!(serde_json::from_str::<String>(bad).is_err());
+        }
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //!   typed error codes.
 //! - [`reply`]: every reply and event, written straight into a buffer.
 //! - [`names`]: what room and user names may be.
+//! - [`close`]: the close codes beyond RFC 6455's.
 //! - [`json`]: the JSON text helpers both sides share.
 
+pub mod close;
 pub mod json;
 pub mod names;
 pub mod reply;
 pub mod request;
 
-pub use json::minify;
+pub use json::{epoch_text, minify, parse_epoch};
 pub use names::{valid_room_name, valid_user_name, MAX_ROOM_NAME, MAX_USER_NAME};
 pub use reply::*;
-pub use request::{parse, ApiError, Code, Request, MAX_HISTORY_LIMIT};
+pub use request::{parse, ApiError, Code, Request, MAX_HISTORY_LIMIT, MAX_MEMBERS_LIMIT};

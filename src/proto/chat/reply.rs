@@ -1,7 +1,7 @@
 //! Replies and events, written straight into byte buffers as JSON text.
 //! See docs/protocol.md for the contract.
 
-use super::json::{push_str, push_u64};
+use super::json::{epoch_text, push_str, push_u64};
 
 fn open(out: &mut Vec<u8>, op: &str, id: Option<&str>) {
     out.extend_from_slice(b"{\"op\":\"");
@@ -11,6 +11,14 @@ fn open(out: &mut Vec<u8>, op: &str, id: Option<&str>) {
         out.extend_from_slice(b",\"id\":");
         out.extend_from_slice(id.as_bytes());
     }
+}
+
+/// `,"epoch":"<16 hex digits>"`: a string, as a u64 does not fit a
+/// JavaScript number.
+fn field_epoch(out: &mut Vec<u8>, epoch: u64) {
+    out.extend_from_slice(b",\"epoch\":\"");
+    out.extend_from_slice(epoch_text(epoch).as_bytes());
+    out.push(b'"');
 }
 
 fn field_room(out: &mut Vec<u8>, room: &str) {
@@ -32,15 +40,16 @@ pub fn welcome(user: &str, conn: u64, shard: usize) -> Vec<u8> {
     out
 }
 
-/// `{"op":"ok","id":…,"room":R,"seq":S[,"recovered":false]}`; `seq` None
-/// leaves it out (leave).
-pub fn ok(id: Option<&str>, room: &str, seq: Option<u64>, recovered: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + room.len());
+/// `{"op":"ok","id":…,"room":R,"seq":S,"epoch":E[,"recovered":false]}`;
+/// `at` None leaves seq and epoch out (leave).
+pub fn ok(id: Option<&str>, room: &str, at: Option<(u64, u64)>, recovered: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96 + room.len());
     open(&mut out, "ok", id);
     field_room(&mut out, room);
-    if let Some(seq) = seq {
+    if let Some((seq, epoch)) = at {
         out.extend_from_slice(b",\"seq\":");
         push_u64(&mut out, seq);
+        field_epoch(&mut out, epoch);
     }
     if !recovered {
         out.extend_from_slice(b",\"recovered\":false");
@@ -182,12 +191,16 @@ pub fn typing(room: &str, user: &str, state: bool) -> Vec<u8> {
 pub fn history<'m>(
     id: Option<&str>,
     room: &str,
+    epoch: Option<u64>,
     messages: impl Iterator<Item = &'m [u8]>,
     more: bool,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     open(&mut out, "history", id);
     field_room(&mut out, room);
+    if let Some(epoch) = epoch {
+        field_epoch(&mut out, epoch);
+    }
     out.extend_from_slice(b",\"messages\":[");
     for (i, m) in messages.enumerate() {
         if i > 0 {
@@ -203,9 +216,17 @@ pub fn history<'m>(
     out
 }
 
-/// `{"op":"members","id":…,"room":R,"users":[…],"count":N}`
-pub fn members<S: AsRef<str>>(id: Option<&str>, room: &str, users: &[S]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + users.len() * 16);
+/// `{"op":"members","id":…,"room":R,"users":[…],"count":N[,"more":true]}`:
+/// one page of the room's distinct users, sorted; `count` is all of them,
+/// and `more` says a page follows (ask with `after` = the last user here).
+pub fn members<S: AsRef<str>>(
+    id: Option<&str>,
+    room: &str,
+    users: &[S],
+    count: usize,
+    more: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + users.len() * 16);
     open(&mut out, "members", id);
     field_room(&mut out, room);
     out.extend_from_slice(b",\"users\":[");
@@ -216,7 +237,10 @@ pub fn members<S: AsRef<str>>(id: Option<&str>, room: &str, users: &[S]) -> Vec<
         push_str(&mut out, u.as_ref());
     }
     out.extend_from_slice(b"],\"count\":");
-    push_u64(&mut out, users.len() as u64);
+    push_u64(&mut out, count as u64);
+    if more {
+        out.extend_from_slice(b",\"more\":true");
+    }
     out.push(b'}');
     out
 }
@@ -237,8 +261,8 @@ mod tests {
             json!({"op":"welcome","user":"a\"b","conn":"5","shard":1})
         );
         assert_eq!(
-            v(ok(Some("\"q\""), "r", Some(3), false)),
-            json!({"op":"ok","id":"q","room":"r","seq":3,"recovered":false})
+            v(ok(Some("\"q\""), "r", Some((3, 0xab)), false)),
+            json!({"op":"ok","id":"q","room":"r","seq":3,"epoch":"00000000000000ab","recovered":false})
         );
         assert_eq!(v(ok(None, "r", None, true)), json!({"op":"ok","room":"r"}));
         assert_eq!(
@@ -272,16 +296,26 @@ mod tests {
             json!({"op":"typing","room":"r","user":"u","state":false})
         );
         assert_eq!(
-            v(history(None, "r", [&b"{}"[..], b"[]"].into_iter(), false)),
-            json!({"op":"history","room":"r","messages":[{},[]]})
+            v(history(
+                None,
+                "r",
+                Some(1),
+                [&b"{}"[..], b"[]"].into_iter(),
+                false
+            )),
+            json!({"op":"history","room":"r","epoch":"0000000000000001","messages":[{},[]]})
         );
         assert_eq!(
-            v(history(None, "r", std::iter::empty(), true)),
+            v(history(None, "r", None, std::iter::empty(), true)),
             json!({"op":"history","room":"r","messages":[],"more":true})
         );
         assert_eq!(
-            v(members(None, "r", &["a", "b"])),
+            v(members(None, "r", &["a", "b"], 2, false)),
             json!({"op":"members","room":"r","users":["a","b"],"count":2})
+        );
+        assert_eq!(
+            v(members(None, "r", &["a"], 5, true)),
+            json!({"op":"members","room":"r","users":["a"],"count":5,"more":true})
         );
     }
 }

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::json::{has_lone_surrogate, parse_epoch};
 use super::names::valid_room_name;
 
 /// A client request, borrowing from the frame it came in.
@@ -17,6 +18,8 @@ pub enum Request<'a> {
         room: Cow<'a, str>,
         /// Recover messages after this seq first.
         since: Option<u64>,
+        /// The room sequence `since` is of (see [`super::json::epoch_text`]).
+        epoch: Option<u64>,
     },
     /// `{"op":"leave","room":R}`
     Leave {
@@ -46,10 +49,14 @@ pub enum Request<'a> {
         /// At most this many.
         limit: u32,
     },
-    /// `{"op":"members","room":R}`
+    /// `{"op":"members","room":R,"limit":L?,"after":U?}`
     Members {
         /// Room name.
         room: Cow<'a, str>,
+        /// At most this many users.
+        limit: u32,
+        /// Users after this one (the last of the previous page).
+        after: Option<Cow<'a, str>>,
     },
     /// `{"op":"ping"}`
     Ping,
@@ -124,10 +131,17 @@ struct Fields<'a> {
     since: Option<u64>,
     limit: Option<u64>,
     state: Option<bool>,
+    #[serde(borrow)]
+    epoch: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    after: Option<Cow<'a, str>>,
 }
 
 /// Most messages one `history` request returns.
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
+
+/// Most users one `members` request returns (and the default).
+pub const MAX_MEMBERS_LIMIT: u32 = 1000;
 
 /// Parses one request. The id (raw JSON) is returned whenever the frame was
 /// an object with one, so even errors can echo it.
@@ -169,6 +183,7 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
         "join" => Request::Join {
             room: room()?,
             since: f.since,
+            epoch: f.epoch.as_deref().map(parse_epoch),
         },
         "leave" => Request::Leave { room: room()? },
         "publish" => {
@@ -177,6 +192,12 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
                 return Err(ApiError::new(Code::BadJson, "publish needs \"data\""));
             };
             let data = data.get();
+            if has_lone_surrogate(data) {
+                return Err(ApiError::new(
+                    Code::BadJson,
+                    "data has a \\u escape of a lone UTF-16 surrogate, which is not Unicode",
+                ));
+            }
             if data.len() > max_payload {
                 return Err(ApiError::new(
                     Code::PayloadTooLarge,
@@ -196,7 +217,13 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
                 .limit
                 .map_or(100, |l| l.min(u64::from(MAX_HISTORY_LIMIT)) as u32),
         },
-        "members" => Request::Members { room: room()? },
+        "members" => Request::Members {
+            room: room()?,
+            limit: f.limit.map_or(MAX_MEMBERS_LIMIT, |l| {
+                l.min(u64::from(MAX_MEMBERS_LIMIT)) as u32
+            }),
+            after: f.after,
+        },
         "ping" => Request::Ping,
         other => {
             return Err(ApiError::new(
@@ -230,7 +257,28 @@ mod tests {
             r.unwrap(),
             Request::Join {
                 room: "a".into(),
-                since: Some(4)
+                since: Some(4),
+                epoch: None
+            }
+        );
+        let (_, r) = parse(
+            br#"{"op":"join","room":"a","since":4,"epoch":"00000000000000ff"}"#,
+            100,
+        );
+        assert!(matches!(
+            r.unwrap(),
+            Request::Join {
+                epoch: Some(255),
+                ..
+            }
+        ));
+        let (_, r) = parse(br#"{"op":"members","room":"a","limit":5,"after":"bo"}"#, 1);
+        assert_eq!(
+            r.unwrap(),
+            Request::Members {
+                room: "a".into(),
+                limit: 5,
+                after: Some("bo".into())
             }
         );
         let (id, r) = parse(
@@ -282,6 +330,10 @@ mod tests {
         );
         assert_eq!(code(br#"{"op":"publish","room":"a"}"#), "bad_json");
         assert_eq!(code(br#"{"op":"ping","id":{"a":1}}"#), "bad_id");
+        assert_eq!(
+            code(br#"{"op":"publish","room":"r","data":"\ud30d\ude00"}"#),
+            "bad_json"
+        );
         let (id, r) = parse(br#"{"op":"fly","id":3}"#, 8);
         assert_eq!((id, r.is_err()), (Some("3"), true));
     }

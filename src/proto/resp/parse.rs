@@ -51,6 +51,11 @@ pub enum RespError {
     /// followed by a space.
     #[error("unbalanced quotes in request")]
     UnbalancedQuotes,
+    /// An incomplete request holds more than the query buffer limit (its
+    /// bytes plus what the parser keeps of its elements), as Redis's
+    /// `client-query-buffer-limit`.
+    #[error("query buffer limit of {0} bytes reached")]
+    QueryBufferLimit(usize),
 }
 
 impl RespError {
@@ -93,7 +98,7 @@ pub fn parse_command(buf: &mut BytesMut, max_bulk: usize) -> Result<Option<Comma
 /// (Redis keeps the same state per client). Keep one per connection and only
 /// append to `buf` between calls; a `buf` shorter than what was scanned resets
 /// it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Parser {
     /// Bytes of the pending multibulk request validated so far (0: none).
     scanned: usize,
@@ -101,10 +106,33 @@ pub struct Parser {
     left: usize,
     /// Byte ranges of the elements received.
     ranges: Vec<Range<usize>>,
+    /// The most an incomplete request may hold (see [`Parser::limit_query`]).
+    max_query: usize,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Self {
+            scanned: 0,
+            left: 0,
+            ranges: Vec::new(),
+            max_query: usize::MAX,
+        }
+    }
 }
 
 impl Parser {
-    /// Same contract as [`parse_command`].
+    /// Refuses, with [`RespError::QueryBufferLimit`], an incomplete request
+    /// that holds more than `max` bytes: its bytes in the buffer plus the
+    /// element ranges kept for it. Without a limit a client could make the
+    /// server buffer a million elements of 64 KiB.
+    #[must_use]
+    pub fn limit_query(mut self, max: usize) -> Self {
+        self.max_query = max;
+        self
+    }
+
+    /// Same contract as [`parse_command`], and the query limit.
     pub fn parse(
         &mut self,
         buf: &mut BytesMut,
@@ -123,6 +151,12 @@ impl Parser {
         };
         if !matches!(args, Ok(None)) {
             self.scanned = 0;
+        } else {
+            let held = buf.len() + self.ranges.len() * std::mem::size_of::<Range<usize>>();
+            if held > self.max_query {
+                self.scanned = 0;
+                return Err(RespError::QueryBufferLimit(self.max_query));
+            }
         }
         Ok(args?.map(Command::from_args))
     }

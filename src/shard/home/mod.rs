@@ -47,6 +47,8 @@ pub const NOBODY: u64 = 0;
 /// The home's answer to a join.
 #[derive(Debug)]
 pub struct JoinAnswer {
+    /// The room's sequence.
+    pub epoch: u64,
     /// The room's last seq.
     pub seq: u64,
     /// False when `since` reached back past what is retained.
@@ -62,6 +64,8 @@ pub struct JoinAnswer {
 /// A message the home sequenced.
 #[derive(Debug)]
 pub struct Sequenced {
+    /// The room's sequence.
+    pub epoch: u64,
     /// Its seq.
     pub seq: u64,
     /// As WebSocket clients see it.
@@ -122,21 +126,23 @@ impl Homes {
         let retention = &mut self.retention;
         self.rooms.entry(room.into()).or_insert_with(|| {
             stats.rooms_homed.inc();
+            retention.created(room);
             if idle_if_new {
                 retention.went_idle(room);
             }
-            HomeRoom::new(shards, history)
+            HomeRoom::new(shards, history, new_epoch())
         })
     }
 
-    /// A connection of shard `shard` joins; with `since`, what it missed.
+    /// A connection of shard `shard` joins; with `since` (and the `epoch`
+    /// it was of, if the client said), what it missed.
     pub fn join(
         &mut self,
         room: &str,
         conn: u64,
         shard: usize,
         user: &str,
-        since: Option<u64>,
+        (since, epoch): (Option<u64>, Option<u64>),
     ) -> JoinAnswer {
         let limits = self.limits;
         let r = self.room_mut(room, false);
@@ -145,7 +151,7 @@ impl Homes {
             (Some(since), Joined::New | Joined::Again) => {
                 // Whatever fits the reply budget, newest kept: a backlog
                 // cut short is reported as not recovered.
-                let (recovered, it) = r.since(since);
+                let (recovered, it) = r.recover(since, epoch);
                 let (kept, cut) = newest_within(it, limits.reply_budget);
                 let backlog = kept
                     .into_iter()
@@ -159,13 +165,14 @@ impl Homes {
             }
             _ => (true, Vec::new()),
         };
-        let seq = r.seq();
+        let (seq, epoch) = (r.seq(), r.epoch());
         let presence = if joined == Joined::New {
             self.offer_presence(room, conn, user.into(), true)
         } else {
             None
         };
         JoinAnswer {
+            epoch,
             seq,
             recovered,
             full: joined == Joined::Full,
@@ -182,8 +189,7 @@ impl Homes {
         let idle = r.member_count() == 0;
         let presence = left.and_then(|user| self.offer_presence(room, conn, user, false));
         if vacant {
-            self.rooms.remove(room);
-            self.stats.rooms_homed.sub(1);
+            self.drop_room(room);
         } else if idle {
             self.retention.went_idle(room);
         }
@@ -275,10 +281,17 @@ impl Homes {
             }
         });
         let after = r.retained_bytes();
+        let epoch = r.epoch();
         let targets = r.member_shards().collect();
         let receivers = r.member_count() as u32;
+        let vacant = r.is_vacant();
         self.stats.messages_sequenced.inc();
         self.retention.changed(before, after);
+        if vacant {
+            // Nobody is in it and it keeps nothing (history = 0): there is
+            // nothing to come back to.
+            self.drop_room(room);
+        }
         self.retention.enforce(
             &mut self.rooms,
             room,
@@ -286,6 +299,7 @@ impl Homes {
             &self.stats,
         );
         Sequenced {
+            epoch,
             seq: entry.seq,
             json: entry.json,
             resp: entry.resp,
@@ -294,24 +308,48 @@ impl Homes {
         }
     }
 
+    fn drop_room(&mut self, room: &str) {
+        if let Some(r) = self.rooms.remove(room) {
+            self.retention.dropped(room, &r);
+            self.stats.rooms_homed.sub(1);
+        }
+    }
+
+    /// Rooms homed here.
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// True when no room is homed here.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
     /// The member shards of a room, if it is homed here.
     pub fn member_shards(&self, room: &str) -> Option<Targets> {
         self.rooms.get(room).map(|r| r.member_shards().collect())
     }
 
-    /// The distinct user names of a room's members, sorted.
-    pub fn users(&self, room: &str) -> Vec<Rc<str>> {
-        self.rooms
-            .get(room)
-            .map(HomeRoom::users)
-            .unwrap_or_default()
+    /// A `members` reply: a page of the room's distinct users (see
+    /// [`HomeRoom::users`]).
+    pub fn members(
+        &self,
+        id: Option<&str>,
+        room: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<u8> {
+        let (users, count, more) = self.rooms.get(room).map_or((Vec::new(), 0, false), |r| {
+            r.users(after, limit, self.limits.reply_budget)
+        });
+        chat::members(id, room, &users, count, more)
     }
 
     /// A `history` reply: retained messages after `since`, oldest first,
     /// at most `limit` and within the reply budget (`more` when cut).
     pub fn history(&self, id: Option<&str>, room: &str, since: u64, limit: usize) -> Vec<u8> {
         let Some(r) = self.rooms.get(room) else {
-            return chat::history(id, room, std::iter::empty(), false);
+            return chat::history(id, room, None, std::iter::empty(), false);
         };
         let (_, it) = r.since(since);
         let mut used = 0;
@@ -325,11 +363,80 @@ impl Homes {
             used += e.size();
             picked.push(&e.json[..]);
         }
-        chat::history(id, room, picked.into_iter(), more)
+        chat::history(id, room, Some(r.epoch()), picked.into_iter(), more)
     }
 
     /// Bytes retained across the rooms.
     pub fn retained(&self) -> usize {
         self.retention.retained()
+    }
+}
+
+/// A new sequence's name: random, never 0.
+fn new_epoch() -> u64 {
+    loop {
+        let e = fastrand::u64(..);
+        if e != 0 {
+            return e;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn homes(history: usize, retained_bytes: usize) -> Homes {
+        let limits = Limits {
+            history,
+            retained_bytes,
+            max_members: 0,
+            presence_interval: Duration::ZERO,
+            reply_budget: 1 << 20,
+        };
+        Homes::new(1, limits, Arc::new(ShardStats::default()))
+    }
+
+    #[test]
+    fn without_history_a_room_nobody_is_in_is_gone_after_each_message() {
+        let mut h = homes(0, usize::MAX);
+        for i in 0..1000 {
+            let msg = h.publish(&format!("r{i}"), "u", Data::Json(b"1"), 0);
+            assert_eq!(msg.seq, 1);
+        }
+        assert_eq!((h.len(), h.retained()), (0, 0));
+        // A room with a member stays, and keeps its sequence.
+        h.join("kept", 1, 0, "m", (None, None));
+        h.publish("kept", "u", Data::Json(b"1"), 0);
+        assert_eq!(h.publish("kept", "u", Data::Json(b"1"), 0).seq, 2);
+        assert_eq!(h.len(), 1);
+        h.leave("kept", 1, 0);
+        assert_eq!((h.len(), h.retained()), (0, 0));
+    }
+
+    #[test]
+    fn many_small_rooms_are_bounded_by_what_they_cost_not_their_messages() {
+        let budget = 100_000;
+        let mut h = homes(16, budget);
+        for i in 0..10_000 {
+            h.publish(&format!("spam-{i}"), "u", Data::Json(b"1"), 0);
+        }
+        let per_room = retention::footprint("spam-9999");
+        assert!(h.retained() <= budget + per_room + 200, "{}", h.retained());
+        assert!(h.len() <= budget / per_room + 1, "{} rooms", h.len());
+        assert!(
+            h.len() >= budget / (per_room + 200) - 1,
+            "{} rooms",
+            h.len()
+        );
+    }
+
+    #[test]
+    fn epochs_are_new_for_each_sequence() {
+        let mut h = homes(0, usize::MAX);
+        let a = h.publish("r", "u", Data::Json(b"1"), 0).epoch;
+        let b = h.publish("r", "u", Data::Json(b"1"), 0).epoch;
+        assert_ne!(a, b, "the room was dropped in between");
+        assert_ne!(a, 0);
     }
 }

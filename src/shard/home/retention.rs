@@ -1,8 +1,11 @@
 //! Keeping the bytes that a shard's rooms retain within `retained_bytes`.
 //!
-//! Rooms with members keep their history: those are bounded by the
-//! connections that joined them. Past the budget, rooms without members
-//! are dropped, the one idle longest first.
+//! A room costs its retained messages plus its own state ([`footprint`]):
+//! a million rooms of one short message each are a million rooms' worth,
+//! not a million short messages' worth. Rooms with members keep their
+//! history: those are bounded by the connections that joined them. Past
+//! the budget, rooms without members are dropped, the one idle longest
+//! first.
 
 use std::collections::VecDeque;
 
@@ -11,10 +14,17 @@ use ahash::AHashMap;
 use super::room::HomeRoom;
 use crate::shard::stats::ShardStats;
 
+/// What a room homed here costs besides its messages: its state, its name,
+/// its slot in the map and its allocations' overhead.
+pub fn footprint(name: &str) -> usize {
+    std::mem::size_of::<HomeRoom>() + name.len() + 64
+}
+
 /// The retained-bytes account and the queue of idle rooms.
 #[derive(Debug, Default)]
 pub struct Retention {
-    /// Bytes of messages retained by the rooms homed here.
+    /// Bytes of messages retained by the rooms homed here, plus each room's
+    /// [`footprint`].
     retained: usize,
     /// Rooms that have had no members since they were queued (oldest
     /// first; may name rooms gone or joined since). Evicted first when
@@ -31,6 +41,16 @@ impl Retention {
     /// A room's retained bytes went from `before` to `after`.
     pub fn changed(&mut self, before: usize, after: usize) {
         self.retained = self.retained + after - before;
+    }
+
+    /// A room was created.
+    pub fn created(&mut self, room: &str) {
+        self.retained += footprint(room);
+    }
+
+    /// A room was dropped, and what it retained with it.
+    pub fn dropped(&mut self, room: &str, r: &HomeRoom) {
+        self.retained -= footprint(room) + r.retained_bytes();
     }
 
     /// `room` has no members now.
@@ -55,7 +75,7 @@ impl Retention {
                 &*name != current && rooms.get(&name).is_some_and(|r| r.member_count() == 0);
             if evict {
                 if let Some(r) = rooms.remove(&name) {
-                    self.retained -= r.retained_bytes();
+                    self.dropped(&name, &r);
                     stats.rooms_homed.sub(1);
                     stats.rooms_evicted.inc();
                 }

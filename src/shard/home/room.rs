@@ -3,7 +3,8 @@
 //!
 //! This is plain state with no I/O; the shard calls it and does the sending.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::rc::Rc;
 
 use ahash::AHashMap;
@@ -54,6 +55,11 @@ pub fn newest_within<'a>(
 /// The home shard's view of a room.
 #[derive(Debug)]
 pub struct HomeRoom {
+    /// Names this room's sequence: made at random when the sequence starts
+    /// (the room is created here), so a seq from an earlier sequence of the
+    /// same name (before an eviction, a restart, a change of home) is never
+    /// mistaken for one of this sequence. Never 0.
+    epoch: u64,
     /// Last sequence number given out (0: none yet).
     seq: u64,
     /// The most recent messages, oldest first, at most `capacity`.
@@ -64,6 +70,9 @@ pub struct HomeRoom {
     bytes: usize,
     /// Member connection → user name.
     members: AHashMap<u64, Rc<str>>,
+    /// Distinct user names of the members, sorted, each with its number of
+    /// member connections: `members` requests page through it.
+    users: BTreeMap<Rc<str>, u32>,
     /// Member connections per shard, indexed by shard id.
     per_shard: SmallVec<[u32; 8]>,
     /// Join and leave events on their way to the members.
@@ -82,14 +91,18 @@ pub enum Joined {
 }
 
 impl HomeRoom {
-    /// An empty room for a mesh of `shards` shards keeping `capacity` messages.
-    pub fn new(shards: usize, capacity: usize) -> Self {
+    /// An empty room for a mesh of `shards` shards keeping `capacity`
+    /// messages, its sequence named `epoch` (not 0).
+    pub fn new(shards: usize, capacity: usize, epoch: u64) -> Self {
+        debug_assert_ne!(epoch, 0);
         Self {
+            epoch,
             seq: 0,
             history: VecDeque::new(),
             bytes: 0,
             capacity,
             members: AHashMap::new(),
+            users: BTreeMap::new(),
             per_shard: SmallVec::from_elem(0, shards),
             presence: Gate::default(),
         }
@@ -100,6 +113,11 @@ impl HomeRoom {
         self.seq
     }
 
+    /// The name of this room's sequence.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Adds a member connection; `max_members` of 0 means unlimited.
     pub fn join(&mut self, conn: u64, shard: usize, user: Rc<str>, max_members: usize) -> Joined {
         if self.members.contains_key(&conn) {
@@ -108,6 +126,7 @@ impl HomeRoom {
         if max_members > 0 && self.members.len() >= max_members {
             return Joined::Full;
         }
+        *self.users.entry(user.clone()).or_insert(0) += 1;
         self.members.insert(conn, user);
         self.per_shard[shard] += 1;
         Joined::New
@@ -117,6 +136,12 @@ impl HomeRoom {
     pub fn leave(&mut self, conn: u64, shard: usize) -> Option<Rc<str>> {
         let user = self.members.remove(&conn)?;
         self.per_shard[shard] -= 1;
+        if let Some(n) = self.users.get_mut(&user) {
+            *n -= 1;
+            if *n == 0 {
+                self.users.remove(&user);
+            }
+        }
         Some(user)
     }
 
@@ -157,9 +182,28 @@ impl HomeRoom {
         impl DoubleEndedIterator<Item = &Retained> + ExactSizeIterator,
     ) {
         let oldest_kept = self.history.front().map_or(self.seq + 1, |e| e.seq);
-        let recovered = since + 1 >= oldest_kept || since >= self.seq;
+        let recovered = since.saturating_add(1) >= oldest_kept || since == self.seq;
         let skip = self.history.partition_point(|e| e.seq <= since);
         (recovered, self.history.iter().skip(skip))
+    }
+
+    /// What a client that saw everything up to `since` of the sequence
+    /// `epoch` (when it says) missed: the retained messages after `since`,
+    /// and whether they are all it missed. Not when the epoch differs (the
+    /// sequence restarted: its seqs name other messages) or `since` is
+    /// ahead of this sequence (it saw a sequence this one is not); then
+    /// nothing is sent and the client must start afresh.
+    pub fn recover(
+        &self,
+        since: u64,
+        epoch: Option<u64>,
+    ) -> (
+        bool,
+        impl DoubleEndedIterator<Item = &Retained> + ExactSizeIterator,
+    ) {
+        let same = epoch.is_none_or(|e| e == self.epoch) && since <= self.seq;
+        let (recovered, it) = self.since(if same { since } else { self.seq });
+        (same && recovered, it)
     }
 
     /// Shards that have at least one member.
@@ -176,12 +220,37 @@ impl HomeRoom {
         self.members.len()
     }
 
-    /// Distinct user names of the members, sorted.
-    pub fn users(&self) -> Vec<Rc<str>> {
-        let mut users: Vec<Rc<str>> = self.members.values().cloned().collect();
-        users.sort_unstable();
-        users.dedup();
-        users
+    /// Up to `limit` distinct user names of the members after `after`,
+    /// sorted, within `budget` bytes of JSON; the number of distinct users;
+    /// whether more follow.
+    pub fn users(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        budget: usize,
+    ) -> (Vec<Rc<str>>, usize, bool) {
+        let from = match after {
+            Some(a) => Bound::Excluded(a),
+            None => Bound::Unbounded,
+        };
+        let mut it = self
+            .users
+            .range::<str, _>((from, Bound::Unbounded))
+            .map(|(u, _)| u.clone());
+        let mut used = 0;
+        let mut page: Vec<Rc<str>> = Vec::new();
+        let mut more = false;
+        for u in it.by_ref() {
+            // A name is at most 64 bytes; escaped, quoted and separated, at
+            // most 6 bytes each plus 3.
+            used += u.len() * 6 + 3;
+            if page.len() == limit || used > budget {
+                more = true;
+                break;
+            }
+            page.push(u);
+        }
+        (page, self.users.len(), more)
     }
 
     /// True when the room has no members and nothing retained, so it can go.
@@ -203,7 +272,7 @@ mod tests {
 
     #[test]
     fn seqs_are_gap_free_and_history_is_bounded() {
-        let mut room = HomeRoom::new(2, 3);
+        let mut room = HomeRoom::new(2, 3, 7);
         for want in 1..=5 {
             assert_eq!(room.append(msg).seq, want);
         }
@@ -216,14 +285,38 @@ mod tests {
         let (recovered, it) = room.since(4);
         assert!(recovered);
         assert_eq!(it.map(|e| e.seq).collect::<Vec<_>>(), vec![5]);
-        let (recovered, it) = room.since(9);
+        let (recovered, it) = room.since(5);
         assert!(recovered);
         assert_eq!(it.count(), 0);
     }
 
     #[test]
+    fn recovery_needs_the_same_sequence() {
+        let mut room = HomeRoom::new(1, 8, 0x5eed);
+        for _ in 0..5 {
+            room.append(msg);
+        }
+        let got = |since, epoch| {
+            let (ok, it) = room.recover(since, epoch);
+            (ok, it.map(|e| e.seq).collect::<Vec<_>>())
+        };
+        assert_eq!(got(3, Some(0x5eed)), (true, vec![4, 5]));
+        assert_eq!(got(3, None), (true, vec![4, 5]), "no epoch: seq alone");
+        assert_eq!(got(5, Some(0x5eed)), (true, vec![]));
+        // Another sequence's seq 3 is not this one's.
+        assert_eq!(got(3, Some(0xbad)), (false, vec![]));
+        // Ahead of this sequence: it saw one this is not.
+        assert_eq!(got(500, None), (false, vec![]));
+        assert_eq!(got(500, Some(0x5eed)), (false, vec![]));
+        // The largest since does not overflow.
+        assert_eq!(got(u64::MAX, None), (false, vec![]));
+        let (ok, _) = HomeRoom::new(1, 8, 1).recover(u64::MAX, None);
+        assert!(!ok);
+    }
+
+    #[test]
     fn retained_bytes_follow_the_ring_and_budgets_keep_the_newest() {
-        let mut room = HomeRoom::new(1, 3);
+        let mut room = HomeRoom::new(1, 3, 7);
         for _ in 0..5 {
             room.append(msg);
         }
@@ -239,7 +332,7 @@ mod tests {
 
     #[test]
     fn empty_room_recovers_from_zero() {
-        let room = HomeRoom::new(1, 3);
+        let room = HomeRoom::new(1, 3, 7);
         let (recovered, it) = room.since(0);
         assert!(recovered);
         assert_eq!(it.count(), 0);
@@ -247,17 +340,51 @@ mod tests {
 
     #[test]
     fn members_per_shard_and_limits() {
-        let mut room = HomeRoom::new(3, 8);
+        let mut room = HomeRoom::new(3, 8, 7);
         let u: Rc<str> = "ann".into();
         assert_eq!(room.join(1, 0, u.clone(), 2), Joined::New);
         assert_eq!(room.join(1, 0, u.clone(), 2), Joined::Again);
         assert_eq!(room.join(2, 2, u.clone(), 2), Joined::New);
         assert_eq!(room.join(3, 1, "bob".into(), 2), Joined::Full);
         assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![0, 2]);
-        assert_eq!(room.users().len(), 1);
+        assert_eq!(room.users(None, 10, 1000), (vec!["ann".into()], 1, false));
         assert_eq!(room.leave(1, 0).as_deref(), Some("ann"));
         assert_eq!(room.leave(1, 0), None);
         assert_eq!(room.member_shards().collect::<Vec<_>>(), vec![2]);
         assert_eq!(room.member_count(), 1);
+        assert_eq!(
+            room.users(None, 10, 1000).1,
+            1,
+            "ann still has one connection"
+        );
+        room.leave(2, 2);
+        assert_eq!(room.users(None, 10, 1000), (vec![], 0, false));
+    }
+
+    #[test]
+    fn users_are_paged_in_order() {
+        let mut room = HomeRoom::new(1, 0, 7);
+        for (conn, user) in ["dee", "ann", "cy", "bo", "ann"].iter().enumerate() {
+            room.join(conn as u64 + 1, 0, (*user).into(), 0);
+        }
+        let names = |v: Vec<Rc<str>>| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
+        let (page, count, more) = room.users(None, 2, 1000);
+        assert_eq!(
+            (names(page), count, more),
+            (vec!["ann".into(), "bo".into()], 4, true)
+        );
+        let (page, _, more) = room.users(Some("bo"), 2, 1000);
+        assert_eq!(
+            (names(page), more),
+            (vec!["cy".into(), "dee".into()], false)
+        );
+        let (page, _, more) = room.users(Some("b"), 1, 1000);
+        assert_eq!((names(page), more), (vec!["bo".into()], true));
+        let (page, _, more) = room.users(None, 10, 40);
+        assert_eq!(
+            (names(page), more),
+            (vec!["ann".into(), "bo".into()], true),
+            "cut by the budget"
+        );
     }
 }

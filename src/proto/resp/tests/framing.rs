@@ -283,6 +283,38 @@ fn bounds_fail_before_the_body_is_buffered() {
 }
 
 #[test]
+fn an_incomplete_request_is_held_only_up_to_the_query_limit() {
+    let mut p = Parser::default().limit_query(10_000);
+    // Many small elements: the bytes stay small, what is kept of them not.
+    let mut buf = BytesMut::from(&b"*1000000\r\n"[..]);
+    let mut err = None;
+    for _ in 0..2000 {
+        buf.extend_from_slice(b"$0\r\n\r\n");
+        if let Err(e) = p.parse(&mut buf, MAX_BULK) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err, Some(RespError::QueryBufferLimit(10_000)));
+    // One big element arriving in pieces.
+    let mut p = Parser::default().limit_query(10_000);
+    let mut buf = BytesMut::from(&b"*1\r\n$65536\r\n"[..]);
+    assert_eq!(p.parse(&mut buf, MAX_BULK), Ok(None));
+    buf.extend_from_slice(&[b'x'; 9_000]);
+    assert_eq!(p.parse(&mut buf, MAX_BULK), Ok(None));
+    buf.extend_from_slice(&[b'x'; 1_000]);
+    let e = p.parse(&mut buf, MAX_BULK).unwrap_err();
+    assert_eq!(
+        e.reply(),
+        &b"-ERR Protocol error: query buffer limit of 10000 bytes reached\r\n"[..]
+    );
+    // A complete request bigger than the limit is fine when it arrives whole.
+    let mut p = Parser::default().limit_query(100);
+    let mut buf = BytesMut::from(&mb(&[b"ECHO", &[b'z'; 500]])[..]);
+    assert!(p.parse(&mut buf, MAX_BULK).unwrap().is_some());
+}
+
+#[test]
 fn nesting_is_rejected_not_recursed() {
     let deep = b"*1\r\n".repeat(200_000);
     assert_eq!(parse(&deep), Err(RespError::ExpectedBulk(b'*')));

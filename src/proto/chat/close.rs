@@ -1,0 +1,13 @@
+//! The WebSocket close codes the chat protocol uses besides RFC 6455's
+//! own (1002 protocol error, 1007 invalid UTF-8, 1009 too big). The
+//! 4000–4999 range is the application's (RFC 6455 §7.4.2).
+
+/// The server is shutting down (RFC 6455 "going away").
+pub const GOING_AWAY: u16 = 1001;
+
+/// The connection's outbound queue passed `outbound_limit`: a slow
+/// consumer (RFC 6455 "policy violation").
+pub const SLOW_CONSUMER: u16 = 1008;
+
+/// The client did not answer a ping within `ping_timeout_ms`.
+pub const PING_TIMEOUT: u16 = 4008;

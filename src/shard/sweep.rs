@@ -1,0 +1,107 @@
+//! The shard's sweep: every period it advances the shard's coarse clock
+//! and looks at each connection once — pinging WebSocket clients that
+//! have been quiet, closing those that stay quiet after a ping, and
+//! closing idle RESP clients. One task and one pass per shard, rather than
+//! a timer per connection: an idle connection costs two clock readings.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::conn::{Conn, Kind};
+use crate::proto::chat::close::PING_TIMEOUT;
+use crate::proto::ws::{self, OpCode};
+
+use super::Shard;
+
+/// What the sweep found a connection due for.
+enum Due {
+    Ping,
+    PingTimeout,
+    Idle,
+}
+
+impl Shard {
+    /// The sweep period: a quarter of the shortest timeout in use, within
+    /// 50 ms and 1 s (the clock's resolution follows it).
+    fn sweep_period(&self) -> Duration {
+        let cfg = &self.cfg;
+        let shortest = [
+            cfg.ping_interval_ms,
+            if cfg.ping_interval_ms > 0 {
+                cfg.ping_timeout_ms
+            } else {
+                0
+            },
+            cfg.resp_idle_timeout_ms,
+        ]
+        .into_iter()
+        .filter(|&ms| ms > 0)
+        .min()
+        .unwrap_or(1000);
+        Duration::from_millis((shortest / 4).clamp(50, 1000))
+    }
+
+    /// Advances the clock to now.
+    fn tick(&self) -> u32 {
+        let ms = self.started.elapsed().as_millis();
+        let now = u32::try_from(ms).unwrap_or(u32::MAX).max(1);
+        self.clock.set(now);
+        now
+    }
+
+    /// What `conn` is due for at `now`, if anything.
+    fn due(&self, conn: &Conn, now: u32) -> Option<Due> {
+        let cfg = &self.cfg;
+        let since = |t: u32| u64::from(now.wrapping_sub(t));
+        match conn.kind {
+            Kind::Ws if cfg.ping_interval_ms > 0 => match conn.pinged() {
+                Some(at) if since(at) >= cfg.ping_timeout_ms => Some(Due::PingTimeout),
+                Some(_) => None,
+                None if since(conn.heard()) >= cfg.ping_interval_ms => Some(Due::Ping),
+                None => None,
+            },
+            Kind::Resp if cfg.resp_idle_timeout_ms > 0 => {
+                // Subscribers wait for messages, not to talk: as in Redis,
+                // the timeout is for connections subscribed to nothing.
+                let idle = conn.rooms.borrow().is_empty()
+                    && since(conn.heard()) >= cfg.resp_idle_timeout_ms;
+                idle.then_some(Due::Idle)
+            }
+            _ => None,
+        }
+    }
+
+    /// Runs the sweep until the shard stops.
+    pub(super) async fn run_sweep(self: Rc<Self>) {
+        let period = self.sweep_period();
+        let ping = Rc::new(ws::encode_frame(OpCode::Ping, b""));
+        let mut due: Vec<(Rc<Conn>, Due)> = Vec::new();
+        loop {
+            monoio::time::sleep(period).await;
+            let now = self.tick();
+            due.extend(
+                self.conns
+                    .borrow()
+                    .values()
+                    .filter(|c| !c.is_closing())
+                    .filter_map(|c| Some((c.clone(), self.due(c, now)?))),
+            );
+            for (conn, what) in due.drain(..) {
+                match what {
+                    Due::Ping => {
+                        conn.pinged_at(now);
+                        self.send_shared(&conn, ping.clone());
+                    }
+                    Due::PingTimeout => {
+                        self.stats.ping_timeouts.inc();
+                        self.close_now(&conn, Some(ws::close_frame(PING_TIMEOUT, "ping timeout")));
+                    }
+                    Due::Idle => {
+                        self.stats.idle_closes.inc();
+                        self.close_now(&conn, None);
+                    }
+                }
+            }
+        }
+    }
+}
