@@ -80,3 +80,116 @@ async fn fd_exhaustion_backs_off_and_recovers() {
         "{stats}"
     );
 }
+
+/// Connects to `to` from the loopback address `from` (any of 127/8).
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// The first 12 bytes the server answers an upgrade with.
+async fn upgrade_status(s: &mut tokio::net::TcpStream) -> String {
+    s.write_all(UPGRADE).await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[tokio::test]
+async fn connections_per_address_are_limited_and_freed() {
+    let server = Server::start(&["--max-connections-per-ip", "3"]);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut s = connect_from("127.0.0.1", server.ws).await;
+        assert_eq!(upgrade_status(&mut s).await, "HTTP/1.1 101");
+        held.push(s);
+    }
+    // A fourth from the same address is answered 503 before it says
+    // anything; another address still gets in.
+    let mut fourth = connect_from("127.0.0.1", server.ws).await;
+    let mut head = vec![0u8; 12];
+    tokio::time::timeout(WAIT, fourth.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 503");
+    let mut other = connect_from("127.0.0.2", server.ws).await;
+    assert_eq!(upgrade_status(&mut other).await, "HTTP/1.1 101");
+    let stats = server.stats().await;
+    assert_eq!(stats["node"]["conns_refused"], 1, "{stats}");
+    // A place frees when a connection goes.
+    drop(held.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        let mut s = connect_from("127.0.0.1", server.ws).await;
+        let mut head = [0u8; 12];
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            s.read_exact(&mut head),
+        )
+        .await;
+        if refused.is_err() {
+            assert_eq!(upgrade_status(&mut s).await, "HTTP/1.1 101");
+            again = Some(s);
+            break;
+        }
+    }
+    assert!(again.is_some(), "the freed place is given again");
+}
+
+#[tokio::test]
+async fn an_idle_resp_client_is_closed_and_a_subscriber_is_not() {
+    let server = Server::start(&["--resp-idle-timeout-ms", "300"]);
+    let mut idle = tokio::net::TcpStream::connect(server.resp).await.unwrap();
+    let mut sub = tokio::net::TcpStream::connect(server.resp).await.unwrap();
+    sub.write_all(b"SUBSCRIBE quiet\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(WAIT, sub.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"*3\r\n$9\r\nsubscribe"));
+    // The idle one is closed (EOF) within the timeout and a sweep.
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT, idle.read_to_end(&mut rest))
+        .await
+        .expect("closed")
+        .unwrap();
+    let stats = server.stats().await;
+    assert_eq!(stats["node"]["idle_closes"], 1, "{stats}");
+    // The subscriber, as quiet, still answers.
+    sub.write_all(b"PING\r\n").await.unwrap();
+    let n = tokio::time::timeout(WAIT, sub.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"*2\r\n$4\r\npong\r\n$0\r\n\r\n");
+}
+
+/// Accepted sockets carry TCP keepalive (seen in `ss -o` as a keepalive
+/// timer on the server's side of the connection).
+#[tokio::test]
+async fn accepted_sockets_have_keepalive() {
+    if !have_tool("ss", "iproute2") {
+        return;
+    }
+    let server = Server::start(&["--tcp-keepalive-s", "77"]);
+    let c = Client::connect(&server, "k").await;
+    let port = server.ws.port();
+    let out = std::process::Command::new("ss")
+        .args([
+            "-tnoH",
+            "state",
+            "established",
+            &format!("( sport = :{port} )"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("keepalive"), "{text}");
+    drop(c);
+}

@@ -8,62 +8,12 @@
 //! error reply is one Redis protocol error line; and the commands (and final
 //! error) are the same whether the stream came whole or in chunks, resumed
 //! or re-scanned.
+//!
+//! The check itself is `ringcast::proto::fuzz::resp_parse::check`, which
+//! `tests/fuzz_regressions.rs` also runs on the committed seeds and on
+//! every input that ever failed.
 #![no_main]
 
-use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use ringcast::proto::resp::{parse_command, Command, Parser, RespError};
 
-/// Small enough that the fuzzer reaches the bulk length bound.
-const MAX_BULK: usize = 4096;
-
-/// Feeds `stream` in `chunk`-byte pieces; returns the commands parsed and the
-/// error that stopped parsing, if any.
-fn run(stream: &[u8], chunk: usize, resume: bool) -> (Vec<Command>, Option<RespError>) {
-    let mut parser = Parser::default();
-    let mut buf = BytesMut::new();
-    let mut commands = Vec::new();
-    for piece in stream.chunks(chunk) {
-        buf.extend_from_slice(piece);
-        loop {
-            let before = buf.len();
-            let parsed = if resume {
-                parser.parse(&mut buf, MAX_BULK)
-            } else {
-                parse_command(&mut buf, MAX_BULK)
-            };
-            match parsed {
-                Ok(Some(cmd)) => {
-                    assert!(buf.len() < before, "a command must consume input");
-                    if let Some(text) = cmd.error_text() {
-                        assert!(!text.contains(['\r', '\n']), "error text breaks framing");
-                    }
-                    commands.push(cmd);
-                }
-                Ok(None) => {
-                    assert_eq!(buf.len(), before, "incomplete input must not be consumed");
-                    break;
-                }
-                Err(err) => {
-                    assert_eq!(buf.len(), before, "errors must not consume input");
-                    let reply = err.reply();
-                    assert!(reply.starts_with(b"-ERR Protocol error: "));
-                    assert!(reply.ends_with(b"\r\n"));
-                    assert_eq!(reply.iter().filter(|&&b| b == b'\n').count(), 1);
-                    return (commands, Some(err));
-                }
-            }
-        }
-    }
-    (commands, None)
-}
-
-fuzz_target!(|data: &[u8]| {
-    let Some((&selector, stream)) = data.split_first() else {
-        return;
-    };
-    let chunk = usize::from(selector % 32) + 1;
-    let whole = run(stream, stream.len().max(1), false);
-    assert_eq!(run(stream, chunk, true), whole, "resumed parse differs");
-    assert_eq!(run(stream, chunk, false), whole, "chunked parse differs");
-});
+fuzz_target!(|data: &[u8]| ringcast::proto::fuzz::resp_parse::check(data));

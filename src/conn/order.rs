@@ -16,42 +16,71 @@ use bytes::Bytes;
 /// CPU under overload).
 pub type Frame = Rc<Bytes>;
 
-/// Replies owed, by ticket, each with its frame once known, and the frames
-/// queued behind them (ticket 0).
+/// One place in the reply order.
+#[derive(Debug)]
+struct Place {
+    /// The ticket of this reply, or for a frame waiting behind replies,
+    /// the ticket of the last reply before it: never decreasing along the
+    /// queue, so a ticket is found by binary search.
+    key: u32,
+    /// A reserved reply (rather than a frame queued behind one).
+    owed: bool,
+    /// The frame, once known.
+    frame: Option<Frame>,
+}
+
+/// Replies owed, in request order, each with its frame once known, and the
+/// frames queued behind them. Filling a place is O(log n): a client may
+/// have a hundred thousand pipelined replies owed, answered out of order by
+/// two homes.
 #[derive(Debug, Default)]
 pub struct Owed {
-    slots: VecDeque<(u32, Option<Frame>)>,
+    places: VecDeque<Place>,
 }
 
 impl Owed {
     /// True when nothing is owed or waiting.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.places.is_empty()
     }
 
-    /// Reserves the place of the reply for `ticket`.
+    /// Reserves the place of the reply for `ticket` (tickets come in
+    /// increasing order, wrapping).
     pub fn reserve(&mut self, ticket: u32) {
-        self.slots.push_back((ticket, None));
+        self.places.push_back(Place {
+            key: ticket,
+            owed: true,
+            frame: None,
+        });
     }
 
-    /// Queues a frame behind the replies owed.
+    /// Queues a frame behind the replies owed (there must be one).
     pub fn wait(&mut self, frame: Frame) {
-        self.slots.push_back((0, Some(frame)));
+        let key = self.places.back().map_or(0, |p| p.key);
+        self.places.push_back(Place {
+            key,
+            owed: false,
+            frame: Some(frame),
+        });
     }
 
     /// Puts `frame` in the place of `ticket`; false if no such place is
     /// open.
     pub fn fill(&mut self, ticket: u32, frame: Frame) -> bool {
-        match self
-            .slots
-            .iter_mut()
-            .find(|(t, f)| *t == ticket && f.is_none())
-        {
-            Some(slot) => {
-                slot.1 = Some(frame);
+        let Some(base) = self.places.front().map(|p| p.key) else {
+            return false;
+        };
+        // Keys relative to the front, so the order survives wrapping.
+        let target = ticket.wrapping_sub(base);
+        let i = self
+            .places
+            .partition_point(|p| p.key.wrapping_sub(base) < target);
+        match self.places.get_mut(i) {
+            Some(p) if p.owed && p.key == ticket && p.frame.is_none() => {
+                p.frame = Some(frame);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -59,12 +88,77 @@ impl Owed {
     /// true if any moved.
     pub fn release(&mut self, out: &mut VecDeque<Frame>) -> bool {
         let mut moved = false;
-        while let Some((_, Some(_))) = self.slots.front() {
-            if let Some((_, Some(frame))) = self.slots.pop_front() {
+        while self.places.front().is_some_and(|p| p.frame.is_some()) {
+            if let Some(frame) = self.places.pop_front().and_then(|p| p.frame) {
                 out.push_back(frame);
                 moved = true;
             }
         }
         moved
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &'static str) -> Frame {
+        Rc::new(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn drain(o: &mut Owed) -> Vec<String> {
+        let mut out = VecDeque::new();
+        o.release(&mut out);
+        out.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn replies_leave_in_request_order_with_waiting_frames_between() {
+        let mut o = Owed::default();
+        o.reserve(1);
+        o.wait(f("after-1"));
+        o.reserve(2);
+        o.reserve(3);
+        o.wait(f("after-3"));
+        assert!(o.fill(3, f("three")));
+        assert!(drain(&mut o).is_empty(), "1 is still owed");
+        assert!(o.fill(1, f("one")));
+        assert_eq!(drain(&mut o), ["one", "after-1"]);
+        assert!(!o.fill(1, f("again")), "filled places are gone");
+        assert!(o.fill(2, f("two")));
+        assert_eq!(drain(&mut o), ["two", "three", "after-3"]);
+        assert!(o.is_empty());
+    }
+
+    #[test]
+    fn tickets_may_wrap() {
+        let mut o = Owed::default();
+        for t in [u32::MAX - 1, u32::MAX, 0, 1] {
+            o.reserve(t);
+        }
+        for t in [1, 0, u32::MAX] {
+            assert!(o.fill(t, f("x")), "{t}");
+        }
+        assert!(drain(&mut o).is_empty());
+        assert!(o.fill(u32::MAX - 1, f("x")));
+        assert_eq!(drain(&mut o).len(), 4);
+    }
+
+    #[test]
+    fn many_out_of_order_fills_are_cheap() {
+        let mut o = Owed::default();
+        let n = 200_000u32;
+        for t in 1..=n {
+            o.reserve(t);
+        }
+        // The even tickets (one home) answer first, then the odd ones.
+        for t in (2..=n).step_by(2).chain((1..=n).step_by(2)) {
+            assert!(o.fill(t, f("r")));
+        }
+        let mut out = VecDeque::new();
+        o.release(&mut out);
+        assert_eq!(out.len(), n as usize);
     }
 }

@@ -184,6 +184,23 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("connect");
+        Self::welcomed(ws, user).await
+    }
+
+    /// Like [`Client::connect`], with a small socket receive buffer, so
+    /// what it does not read stays queued at the server.
+    pub async fn connect_small_buffer(server: &Server, user: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(server.ws).await.unwrap();
+        let url = format!("ws://{}/ws?user={user}", server.ws);
+        let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("connect");
+        Self::welcomed(ws, user).await
+    }
+
+    async fn welcomed(ws: WebSocketStream<MaybeTlsStream<TcpStream>>, user: &str) -> Client {
         let mut c = Client {
             ws,
             shard: 0,
@@ -246,6 +263,36 @@ impl Client {
         assert_eq!(ok["op"], "ok", "{ok}");
         assert_eq!(ok["room"], room);
         ok
+    }
+}
+
+/// True when the command-line tool `name` is installed. When it is not, the
+/// test that needs it says so and skips; under CI (`RINGCAST_CI` set,
+/// where `.ci/run` installs the tools) it fails instead, so a missing tool
+/// can never pass for a working feature.
+pub fn have_tool(name: &str, package: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("RINGCAST_CI").is_none(),
+            "{name} is not installed, and CI must run this test (Debian package {package})"
+        );
+        eprintln!("SKIPPED: {name} is not installed (Debian package {package})");
+    }
+    found
+}
+
+impl Client {
+    /// Sends many requests in one write (the server reads them in one go).
+    pub async fn send_burst(&mut self, requests: impl IntoIterator<Item = Value>) {
+        for r in requests {
+            self.ws.feed(Message::Text(r.to_string())).await.unwrap();
+        }
+        self.ws.flush().await.unwrap();
     }
 }
 

@@ -75,42 +75,63 @@ pub fn parse_epoch(text: &str) -> u64 {
     }
 }
 
-/// True when a JSON text has a `\u` escape of a UTF-16 surrogate that is
-/// not half of a pair (`"\ude00"`, or `"\ud83d"` alone). Such text is not
-/// Unicode: strict parsers (serde_json among them) refuse it, so one
-/// client could make every member's parser fail on the message.
-pub fn has_lone_surrogate(json: &str) -> bool {
+/// Deepest nesting of arrays and objects a `data` may have. serde_json (and
+/// so many strict parsers) stops at 127 levels by default, and the deepest
+/// place `data` is relayed to is a `history` reply, three levels down
+/// (`{"messages":[{…,"data":…}]}`).
+pub const MAX_DEPTH: usize = 124;
+
+/// Why a JSON text that parsed would still break strict parsers of the
+/// members it is relayed to, if it would: a `\u` escape of a UTF-16
+/// surrogate that is not half of a pair (`"\ude00"`, or `"\ud83d"` alone),
+/// which is not Unicode; or nesting deeper than [`MAX_DEPTH`]. One client
+/// could otherwise make every member's parser fail on its message.
+pub fn relay_problem(json: &str) -> Option<&'static str> {
     let b = json.as_bytes();
     let hex4 = |i: usize| -> Option<u16> {
         let digits = std::str::from_utf8(b.get(i..i + 4)?).ok()?;
         u16::from_str_radix(digits, 16).ok()
     };
+    let (mut depth, mut in_string) = (0usize, false);
     let mut i = 0;
     while i < b.len() {
-        if b[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 1) != Some(&b'u') {
-            i += 2; // `\\`, `\"`, `\n`…: the escaped byte is never a `\`.
-            continue;
-        }
-        match hex4(i + 2) {
-            Some(0xD800..=0xDBFF) => {
-                let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
-                    .then(|| hex4(i + 8))
-                    .flatten();
-                if !matches!(low, Some(0xDC00..=0xDFFF)) {
-                    return true;
+        match (b[i], in_string) {
+            (b'"', _) => in_string = !in_string,
+            (b'[' | b'{', false) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some("data nests arrays and objects deeper than 124 levels");
                 }
-                i += 12;
             }
-            Some(0xDC00..=0xDFFF) => return true,
-            _ => i += 6,
+            (b']' | b'}', false) => depth = depth.saturating_sub(1),
+            (b'\\', true) if b.get(i + 1) == Some(&b'u') => {
+                match hex4(i + 2) {
+                    Some(0xD800..=0xDBFF) => {
+                        let low = (b.get(i + 6) == Some(&b'\\') && b.get(i + 7) == Some(&b'u'))
+                            .then(|| hex4(i + 8))
+                            .flatten();
+                        if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                            return Some(LONE_SURROGATE);
+                        }
+                        i += 12;
+                    }
+                    Some(0xDC00..=0xDFFF) => return Some(LONE_SURROGATE),
+                    _ => i += 6,
+                }
+                continue;
+            }
+            // `\\`, `\"`, `\n`…: the escaped byte is never a `\` that
+            // starts an escape, nor a quote that ends the string.
+            (b'\\', true) => i += 1,
+            _ => {}
         }
+        i += 1;
     }
-    false
+    None
 }
+
+const LONE_SURROGATE: &str =
+    "data has a \\u escape of a lone UTF-16 surrogate, which is not Unicode";
 
 #[cfg(test)]
 mod tests {
@@ -131,6 +152,27 @@ mod tests {
         assert_eq!(epoch_text(0xab), "00000000000000ab");
         assert_eq!(parse_epoch("xyz"), 0);
         assert_eq!(parse_epoch("000000000000000g"), 0);
+    }
+
+    fn has_lone_surrogate(json: &str) -> bool {
+        relay_problem(json) == Some(LONE_SURROGATE)
+    }
+
+    #[test]
+    fn nesting_past_what_strict_parsers_take_is_found() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert_eq!(relay_problem(&nest(MAX_DEPTH)), None);
+        assert!(relay_problem(&nest(MAX_DEPTH + 1)).is_some());
+        // The deepest a history reply can then be still parses strictly,
+        // one level more would not.
+        let history = |n| format!(r#"{{"messages":[{{"data":{}}}]}}"#, nest(n));
+        assert!(serde_json::from_str::<serde_json::Value>(&history(MAX_DEPTH)).is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>(&history(MAX_DEPTH + 1)).is_err());
+        // Brackets inside strings are text.
+        let text = format!("\"{}\"", "[".repeat(1000));
+        assert_eq!(relay_problem(&text), None);
+        let escaped = format!("[\"\\\"{}\"]", "{".repeat(1000));
+        assert_eq!(relay_problem(&escaped), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::json::{has_lone_surrogate, parse_epoch};
+use super::json::{parse_epoch, relay_problem};
 use super::names::valid_room_name;
 
 /// A client request, borrowing from the frame it came in.
@@ -192,11 +192,8 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
                 return Err(ApiError::new(Code::BadJson, "publish needs \"data\""));
             };
             let data = data.get();
-            if has_lone_surrogate(data) {
-                return Err(ApiError::new(
-                    Code::BadJson,
-                    "data has a \\u escape of a lone UTF-16 surrogate, which is not Unicode",
-                ));
+            if let Some(problem) = relay_problem(data) {
+                return Err(ApiError::new(Code::BadJson, problem));
             }
             if data.len() > max_payload {
                 return Err(ApiError::new(

@@ -14,10 +14,11 @@ use ahash::AHashMap;
 use super::room::HomeRoom;
 use crate::shard::stats::ShardStats;
 
-/// What a room homed here costs besides its messages: its state, its name,
-/// its slot in the map and its allocations' overhead.
+/// What a room homed here costs besides its messages: its state and name
+/// in the rooms' map (whose table keeps up to half its slots free), the
+/// name again in the idle queue, and the allocations' own overhead.
 pub fn footprint(name: &str) -> usize {
-    std::mem::size_of::<HomeRoom>() + name.len() + 64
+    2 * (std::mem::size_of::<HomeRoom>() + std::mem::size_of::<Box<str>>()) + 2 * name.len() + 64
 }
 
 /// The retained-bytes account and the queue of idle rooms.

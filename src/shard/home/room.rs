@@ -29,6 +29,12 @@ impl Retained {
     pub fn size(&self) -> usize {
         self.json.len() + self.resp.len()
     }
+
+    /// What keeping it costs: its bytes, and the shared buffer header a
+    /// `Bytes` slice holds on to.
+    fn cost(&self) -> usize {
+        self.size() + 32
+    }
 }
 
 /// The newest entries of `entries` (oldest first) whose sizes add up to at
@@ -158,18 +164,20 @@ impl HomeRoom {
         if self.capacity > 0 {
             if self.history.len() == self.capacity {
                 if let Some(old) = self.history.pop_front() {
-                    self.bytes -= old.size();
+                    self.bytes -= old.cost();
                 }
             }
-            self.bytes += entry.size();
+            self.bytes += entry.cost();
             self.history.push_back(entry.clone());
         }
         entry
     }
 
     /// Bytes of retained messages.
+    /// Bytes of retained messages, with what keeping them costs: the
+    /// ring's slots (all it has room for) and each message's buffer header.
     pub fn retained_bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.history.capacity() * std::mem::size_of::<Retained>()
     }
 
     /// Retained messages with seq > `since`, oldest first, and whether that
@@ -320,7 +328,9 @@ mod tests {
         for _ in 0..5 {
             room.append(msg);
         }
-        assert_eq!(room.retained_bytes(), 3 * 4, "j3 r3 j4 r4 j5 r5");
+        // j3 r3 j4 r4 j5 r5, a buffer header each, and the ring's slots.
+        let slots = room.history.capacity() * std::mem::size_of::<Retained>();
+        assert_eq!(room.retained_bytes(), 3 * 4 + 3 * 32 + slots);
         let (_, it) = room.since(0);
         let (kept, cut) = newest_within(it, 9);
         assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
