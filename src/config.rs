@@ -28,17 +28,24 @@ macro_rules! settings {
                 $field:ident : $ty:ty = $default:expr, flag $flag:ident $([$($arg:tt)*])?;
             )*
         }
+        $(tables {
+            $( $(#[doc = $tdoc:literal])* $table:ident : $tty:ident, flags $tflags:ident; )*
+        })?
     ) => {
         $(#[$smeta])*
         #[derive(Clone, Debug, Deserialize, PartialEq)]
         #[serde(deny_unknown_fields, default)]
         pub struct $name {
             $( $(#[doc = $doc])* pub $field: $ty, )*
+            $($( $(#[doc = $tdoc])* pub $table: $tty, )*)?
         }
 
         impl Default for $name {
             fn default() -> Self {
-                Self { $( $field: $default, )* }
+                Self {
+                    $( $field: $default, )*
+                    $($( $table: $tty::default(), )*)?
+                }
             }
         }
 
@@ -46,24 +53,142 @@ macro_rules! settings {
         #[derive(Clone, Debug, Default, clap::Args)]
         pub struct $flags {
             $( $(#[doc = $doc])* #[arg(long $(, $($arg)*)?)] pub $flag: Option<$ty>, )*
+            $($( #[allow(missing_docs)] #[command(flatten)] pub $table: $tflags, )*)?
         }
 
         impl $flags {
             /// Lays the flags that were given over `cfg`.
             pub fn apply(&self, cfg: &mut $name) {
                 $( if let Some(v) = &self.$flag { cfg.$field = v.clone(); } )*
+                $($( self.$table.apply(&mut cfg.$table); )*)?
             }
         }
 
         impl $name {
             /// The keys, as a config file spells them.
             pub const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
+            /// The tables, each with its keys (`[auth]` → `mode`, …).
+            pub const TABLES: &'static [(&'static str, &'static [&'static str])] =
+                &[$($( (stringify!($table), $tty::KEYS), )*)?];
         }
     };
 }
 
 fn addr(s: &str) -> SocketAddr {
     s.parse().expect("a literal address")
+}
+
+/// Who a client must prove to be (`auth.mode`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Anyone: the user name is what the client says (`?user=`). For a
+    /// laptop or a trusted network.
+    #[default]
+    None,
+    /// A JSON Web Token, verified with the configured keys, before anything
+    /// else; its `sub` is the user.
+    Jwt,
+}
+
+/// A RESP user (`[[resp_users]]`): a name, the SHA-256 of its password
+/// (hex, as Redis ACL's `#<hash>`), and the channel patterns it may
+/// subscribe to and publish into (exact names or a trailing `*`).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RespUser {
+    /// The user name (`AUTH name password`).
+    pub name: String,
+    /// SHA-256 of the password, 64 hex digits.
+    pub password_sha256: String,
+    /// Channels it may SUBSCRIBE to.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Channels it may PUBLISH into.
+    #[serde(default)]
+    pub publish: Vec<String>,
+}
+
+impl std::str::FromStr for RespUser {
+    type Err = String;
+
+    /// `NAME:SHA256:SUB1,SUB2:PUB1,PUB2` (the lists may be empty).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.splitn(4, ':').collect();
+        let [name, hash, sub, publ] = parts[..] else {
+            return Err(
+                "a RESP user is NAME:SHA256:SUBSCRIBE:PUBLISH (patterns comma-separated)".into(),
+            );
+        };
+        let list = |l: &str| {
+            l.split(',')
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        Ok(RespUser {
+            name: name.into(),
+            password_sha256: hash.into(),
+            subscribe: list(sub),
+            publish: list(publ),
+        })
+    }
+}
+
+settings! {
+    /// `[auth]`: how WebSocket clients prove who they are.
+    pub struct AuthConfig, flags AuthFlags {
+        /// `none` (the user is what the client says) or `jwt` (a token first).
+        mode: AuthMode = AuthMode::None, flag auth_mode [value_name = "MODE"];
+        /// The HMAC secret for HS256/384/512 tokens.
+        hmac_secret: String = String::new(), flag auth_hmac_secret [value_name = "SECRET"];
+        /// A file holding the HMAC secret (trailing newline ignored).
+        hmac_secret_file: String = String::new(), flag auth_hmac_secret_file [value_name = "FILE"];
+        /// A PEM public key for RS*/PS*/ES*/EdDSA tokens.
+        public_key_file: String = String::new(), flag auth_public_key_file [value_name = "FILE"];
+        /// A JWK Set file; a token's `kid` picks its key.
+        jwks_file: String = String::new(), flag auth_jwks_file [value_name = "FILE"];
+        /// The token algorithms accepted (e.g. `["ES256"]`); empty = HS256
+        /// with an HMAC secret. `none` is never accepted.
+        algorithms: Vec<String> = Vec::new(), flag auth_algorithms [value_name = "LIST", value_delimiter = ','];
+        /// The `iss` tokens must carry (empty = not checked).
+        issuer: String = String::new(), flag auth_issuer [value_name = "ISS"];
+        /// The `aud` tokens must carry (empty = not checked).
+        audience: String = String::new(), flag auth_audience [value_name = "AUD"];
+        /// Clock skew allowed on `exp` and `nbf`, in seconds.
+        leeway_s: u64 = 30, flag auth_leeway_s [value_name = "S"];
+        /// Refuse tokens without `exp`.
+        require_exp: bool = true, flag auth_require_exp [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"];
+        /// How long a client has to send its token after connecting, in ms.
+        timeout_ms: u64 = 5000, flag auth_timeout_ms [value_name = "MS"];
+    }
+}
+
+settings! {
+    /// `[limits]`: how fast one WebSocket client may act, and how big.
+    pub struct LimitsConfig, flags LimitsFlags {
+        /// Publishes and typing events per second one WebSocket connection
+        /// may send, sustained (0 = no limit).
+        publish_rate: u32 = 20, flag limits_publish_rate [value_name = "N"];
+        /// Of those, how many may come at once.
+        publish_burst: u32 = 40, flag limits_publish_burst [value_name = "N"];
+        /// Joins and leaves per second one WebSocket connection may send,
+        /// sustained (0 = no limit).
+        join_rate: u32 = 10, flag limits_join_rate [value_name = "N"];
+        /// Of those, how many may come at once.
+        join_burst: u32 = 100, flag limits_join_burst [value_name = "N"];
+        /// A connection refused by a rate limit this long without a request
+        /// getting through is closed (4029); 0 = never closed for it.
+        rate_limited_close_ms: u64 = 10_000, flag limits_rate_limited_close_ms [value_name = "MS"];
+        /// The most characters a publish's `data` (as sent) may have; 0 =
+        /// only `max_payload` bytes limit it.
+        max_message_chars: usize = 0, flag limits_max_message_chars [value_name = "N"];
+        /// WebSocket upgrades one client address may start per second (0 =
+        /// no limit); past it, `503`.
+        handshakes_per_ip_per_s: u32 = 0, flag limits_handshakes_per_ip_per_s [value_name = "N"];
+        /// The most bytes a token's `info` claim may have.
+        max_info_bytes: usize = 1024, flag limits_max_info_bytes [value_name = "BYTES"];
+    }
 }
 
 settings! {
@@ -74,9 +199,10 @@ settings! {
         /// Cores to pin shards to, e.g. `[0, 1]` (flag: 0,1); empty = all cores.
         cores: Vec<usize> = Vec::new(), flag cores [value_name = "LIST", value_delimiter = ','];
         /// WebSocket listen address (port 0 picks a free port, logged).
-        ws: SocketAddr = addr("0.0.0.0:8080"), flag ws [value_name = "ADDR"];
-        /// RESP (Redis pub/sub) listen address.
-        resp: SocketAddr = addr("0.0.0.0:6380"), flag resp [value_name = "ADDR"];
+        ws: SocketAddr = addr("127.0.0.1:8080"), flag ws [value_name = "ADDR"];
+        /// RESP (Redis pub/sub) listen address: loopback by default, for
+        /// backends on the same host.
+        resp: SocketAddr = addr("127.0.0.1:6380"), flag resp [value_name = "ADDR"];
         /// Admin HTTP listen address (`/stats`, `/metrics`, `/healthz`).
         admin: SocketAddr = addr("127.0.0.1:9100"), flag admin [value_name = "ADDR"];
         /// Messages retained per room for `since` recovery and `history`.
@@ -139,6 +265,23 @@ settings! {
         force_epoll: bool = false, flag force_epoll [num_args = 0..=1, default_missing_value = "true", value_name = "BOOL"];
         /// Log filter, e.g. `info` or `ringcast=debug`.
         log: String = "info".into(), flag log [value_name = "FILTER"];
+        /// The password `AUTH password` needs on RESP (empty = none).
+        resp_requirepass: String = String::new(), flag resp_requirepass [value_name = "PASSWORD"];
+        /// RESP users and what they may do (`[[resp_users]]`; flag:
+        /// NAME:SHA256:SUBSCRIBE:PUBLISH, repeated).
+        resp_users: Vec<RespUser> = Vec::new(), flag resp_users [long = "resp-user", value_name = "USER"];
+        /// The bearer token every admin route but `/healthz` needs (empty =
+        /// open: keep the admin port on loopback then).
+        admin_token: String = String::new(), flag admin_token [value_name = "TOKEN"];
+        /// Page origins allowed to open WebSocket connections, as browsers
+        /// send them (`https://chat.example.com`); empty = any.
+        allowed_origins: Vec<String> = Vec::new(), flag allowed_origins [value_name = "LIST", value_delimiter = ','];
+    }
+    tables {
+        /// `[auth]`
+        auth: AuthConfig, flags AuthFlags;
+        /// `[limits]`
+        limits: LimitsConfig, flags LimitsFlags;
     }
 }
 
@@ -250,29 +393,86 @@ mod tests {
         assert_eq!((cfg.shards, cfg.history), (3, 20));
     }
 
+    /// Every key, with its table: `("", "shards")`, `("auth", "mode")`.
+    fn all_keys() -> Vec<(&'static str, &'static str)> {
+        let top = Config::KEYS.iter().map(|k| ("", *k));
+        let tables = Config::TABLES
+            .iter()
+            .flat_map(|(t, keys)| keys.iter().map(move |k| (*t, *k)));
+        top.chain(tables).collect()
+    }
+
     #[test]
     fn every_key_is_a_flag() {
         use clap::{Args, Command};
         let cmd = ConfigFlags::augment_args(Command::new("serve"));
-        for key in Config::KEYS {
-            let flag = key.replace('_', "-");
+        for (table, key) in all_keys() {
+            let flag = match (table, key) {
+                // One user per flag.
+                ("", "resp_users") => "resp-user".to_string(),
+                ("", key) => key.replace('_', "-"),
+                (table, key) => format!("{table}-{}", key.replace('_', "-")),
+            };
             assert!(
                 cmd.get_arguments()
                     .any(|a| a.get_long() == Some(flag.as_str())),
                 "no --{flag}"
             );
         }
+        assert!(all_keys().len() > 40);
     }
 
     #[test]
     fn every_key_is_documented() {
         let doc = include_str!("../docs/configuration.md");
-        for key in Config::KEYS {
+        for (table, key) in all_keys() {
+            let name = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
             assert!(
-                doc.contains(&format!("`{key}`")),
-                "docs/configuration.md lacks `{key}`"
+                doc.contains(&format!("`{name}`")),
+                "docs/configuration.md lacks `{name}`"
             );
         }
+    }
+
+    #[test]
+    fn tables_read_from_a_file_and_flags() {
+        let cfg = Config::from_toml(
+            "[auth]\nmode = \"jwt\"\nhmac_secret = \"k\"\n[limits]\npublish_rate = 3\n\
+             [[resp_users]]\nname = \"b\"\npassword_sha256 = \"00\"\nsubscribe = [\"x\"]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.auth.mode, AuthMode::Jwt);
+        assert_eq!(cfg.limits.publish_rate, 3);
+        assert_eq!(cfg.limits.join_rate, 10, "the rest defaulted");
+        assert_eq!(cfg.resp_users[0].subscribe, ["x"]);
+        assert!(
+            Config::from_toml("[auth]\nmdoe = \"jwt\"\n").is_err(),
+            "unknown keys in tables too"
+        );
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            flags: ConfigFlags,
+        }
+        let cli = Cli::parse_from([
+            "x",
+            "--auth-mode",
+            "jwt",
+            "--limits-publish-rate",
+            "7",
+            "--resp-user",
+            "ann:abc:a,b*:",
+        ]);
+        let mut cfg = Config::default();
+        cli.flags.apply(&mut cfg);
+        assert_eq!((cfg.auth.mode, cfg.limits.publish_rate), (AuthMode::Jwt, 7));
+        assert_eq!(cfg.resp_users[0].subscribe, ["a", "b*"]);
+        assert!(cfg.resp_users[0].publish.is_empty());
     }
 
     #[test]

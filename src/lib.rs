@@ -16,6 +16,8 @@
 //!   per-shard counters.
 //! - [`conn`]: protocol-agnostic connection I/O — the bounded outbound
 //!   queue, reply order, reads, the io_uring send ring and file table.
+//! - [`access`]: identity and access, no I/O — token and password checks,
+//!   room grants, rate-limit buckets — carried by each connection.
 //! - [`proto`]: sans-I/O codecs that know none of the above — RFC 6455
 //!   ([`proto::ws`]), RESP ([`proto::resp`]) and the JSON chat protocol
 //!   ([`proto::chat`]).
@@ -31,6 +33,7 @@
 //! draws it.
 #![warn(unreachable_pub)]
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod conn;

@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     &["session"],
     &["shard"],
     &["conn"],
+    &["access"],
     &["proto"],
     &["config"],
 ];

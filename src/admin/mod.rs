@@ -33,6 +33,8 @@ pub struct Admin {
     pub shards: Vec<Arc<ShardStats>>,
     /// When the server started.
     pub started: Instant,
+    /// The bearer token every route but `/healthz` needs, if set.
+    pub token: Option<String>,
 }
 
 /// Counts a connection being served for as long as it lives.
@@ -67,10 +69,42 @@ impl Admin {
         }
     }
 
+    /// True when the request may see `path`: `/healthz` always (load
+    /// balancers), the rest with the admin token when one is set.
+    fn authorized(&self, req: &http::Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        if req.path == "/healthz" {
+            return true;
+        }
+        let given = req
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Compared in time that does not depend on where they differ.
+        given.len() == token.len()
+            && given
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     fn handle(&self, mut stream: TcpStream) {
         let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
         let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
         let (response, head_only) = match http::read_request(&mut stream) {
+            Ok(req) if !self.authorized(&req) => {
+                let mut r = Response::text(
+                    401,
+                    "this route needs Authorization: Bearer <admin_token>\n",
+                );
+                r.headers
+                    .push(("WWW-Authenticate", "Bearer realm=\"ringcast\"".into()));
+                (r, false)
+            }
             Ok(req) if req.method == "GET" || req.method == "HEAD" => {
                 (self.respond(&req.path), req.method == "HEAD")
             }

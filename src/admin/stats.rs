@@ -141,6 +141,12 @@ const FIELDS: &[Field] = &[
         |s| s.conns_refused.get(),
     ),
     (
+        "token_expiries",
+        "WebSocket connections closed when their token expired",
+        false,
+        |s| s.token_expiries.get(),
+    ),
+    (
         "send_errors",
         "Connections closed because a batched send failed in the kernel",
         false,

@@ -32,6 +32,7 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 use smallvec::SmallVec;
 
+use crate::access::Access;
 use crate::proto::resp::Proto;
 use order::{Frame, Owed};
 
@@ -103,8 +104,13 @@ pub struct Conn {
     pub rooms: RefCell<Rooms>,
     /// Globally unique id (shard in the top 16 bits).
     pub id: u64,
-    /// The user name (WebSocket `?user=`, RESP `CLIENT SETNAME`, or assigned).
-    pub user: RefCell<Rc<str>>,
+    /// The user name (the token's `sub`, WebSocket `?user=`, the RESP
+    /// user or `CLIENT SETNAME`, or assigned). Always set; a `Cell` (taken
+    /// and put back) where a `RefCell` would cost 8 bytes more.
+    user: Cell<Option<Rc<str>>>,
+    /// What it may do and how fast it acts, once that is known (a token or
+    /// `AUTH` checked, or its first rate-limited request).
+    access: Cell<Option<Box<Access>>>,
     /// The socket. Reads and writes go through raw non-blocking calls on its
     /// fd; the runtime is used only to wait for readiness, so an idle
     /// connection pins no buffer.
@@ -141,7 +147,8 @@ impl Conn {
             id,
             stream,
             kind,
-            user: RefCell::new(user),
+            user: Cell::new(Some(user)),
+            access: Cell::new(None),
             rooms: RefCell::new(SmallVec::new()),
             tickets: Cell::new(0),
             deferred: Cell::new(None),
@@ -158,6 +165,26 @@ impl Conn {
             heard: Cell::new(now),
             pinged: Cell::new(false),
         }
+    }
+
+    /// The user name.
+    pub fn user(&self) -> Rc<str> {
+        let user = self.user.take().unwrap_or_else(|| "".into());
+        self.user.set(Some(user.clone()));
+        user
+    }
+
+    /// Names the connection's user.
+    pub fn set_user(&self, user: Rc<str>) {
+        self.user.set(Some(user));
+    }
+
+    /// Runs `f` on the connection's access state (`None` until known).
+    pub fn with_access<R>(&self, f: impl FnOnce(&mut Option<Box<Access>>) -> R) -> R {
+        let mut access = self.access.take();
+        let r = f(&mut access);
+        self.access.set(access);
+        r
     }
 
     /// The client sent something at `now` (a ping outstanding is answered).

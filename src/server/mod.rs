@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 
+use crate::access::Authority;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::doctor;
@@ -31,7 +32,8 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
     }
     tracing::info!("host: {}", doctor::startup_summary());
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM, libc::SIGHUP])?;
     let cfg = Arc::new(cfg);
     let scfg = shards::Config::default()
         .shards(cfg.shards)
@@ -56,19 +58,18 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
     let admission = Arc::new(Admission::new(
         cfg.max_connections,
         cfg.max_connections_per_ip,
+        cfg.limits.handshakes_per_ip_per_s,
     ));
+    let authority = Arc::new(Authority::new(&cfg)?);
+    let reload = authority.clone();
+    warn_if_open(&cfg, &bound);
     let handle = shards::launch(&scfg, move |shard| {
         let (ws, resp) = listeners.lock().expect("start-up only")[shard.id]
             .take()
             .expect("each shard takes its listeners once");
         let stats = shard_stats[shard.id].clone();
-        run::run_shard(
-            shard,
-            shard_cfg.clone(),
-            stats,
-            admission.clone(),
-            (ws, resp),
-        )
+        let shared = (admission.clone(), authority.clone());
+        run::run_shard(shard, shard_cfg.clone(), stats, shared, (ws, resp))
     })?;
     match &handle.fallback_reason {
         None => tracing::info!(shards = n, driver = %handle.driver, "shards started"),
@@ -79,6 +80,7 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
     let admin = Admin {
         shards: stats,
         started: Instant::now(),
+        token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
     };
     std::thread::Builder::new()
         .name("admin".into())
@@ -89,14 +91,24 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         "ringcast listening ws={} resp={} admin={} shards={n}",
         bound.ws, bound.resp, bound.admin
     );
-    let signal = signals.forever().next();
+    // SIGHUP reads the token keys again (rotation); SIGINT or SIGTERM stop.
+    let signal = signals.forever().find(|&s| {
+        if s != libc::SIGHUP {
+            return true;
+        }
+        match reload.reload() {
+            Ok(()) => tracing::info!("SIGHUP: token keys read again"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: keys not reloaded; the old ones stay"),
+        }
+        false
+    });
     tracing::info!(
         ?signal,
         timeout_ms = cfg.shutdown_timeout_ms,
         "shutting down: closing connections"
     );
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
+        if signals.forever().any(|s| s != libc::SIGHUP) {
             eprintln!("second signal: exiting at once");
             std::process::exit(1);
         }
@@ -107,4 +119,26 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Says so, loudly, when anyone who reaches a client port may speak as
+/// anyone: no authentication on a listener that is not loopback.
+fn warn_if_open(cfg: &Config, bound: &Bound) {
+    use crate::config::AuthMode;
+    if cfg.auth.mode == AuthMode::None && !bound.ws.ip().is_loopback() {
+        tracing::warn!(
+            ws = %bound.ws,
+            "auth.mode = \"none\" on a non-loopback WebSocket listener: anyone who reaches it may speak as anyone in any room; see docs/security.md"
+        );
+    }
+    let resp_open = cfg.resp_requirepass.is_empty() && cfg.resp_users.is_empty();
+    if resp_open && !bound.resp.ip().is_loopback() {
+        tracing::warn!(
+            resp = %bound.resp,
+            "RESP without resp_requirepass or resp_users on a non-loopback listener: anyone who reaches it may publish anywhere; see docs/security.md"
+        );
+    }
+    if cfg.admin_token.is_empty() && !bound.admin.ip().is_loopback() {
+        tracing::warn!(admin = %bound.admin, "the admin port is not on loopback and has no admin_token");
+    }
 }

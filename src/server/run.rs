@@ -9,6 +9,7 @@ use std::time::Duration;
 use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 
+use crate::access::Authority;
 use crate::config::Config;
 use crate::conn::io::yield_now;
 use crate::session;
@@ -24,7 +25,7 @@ pub(super) async fn run_shard(
     runtime: shards::Shard,
     cfg: Arc<Config>,
     stats: Arc<ShardStats>,
-    admission: Arc<Admission>,
+    shared: (Arc<Admission>, Arc<Authority>),
     (ws, resp): (StdListener, StdListener),
 ) {
     stats
@@ -42,7 +43,7 @@ pub(super) async fn run_shard(
         outbox,
         ..
     } = runtime;
-    let shard = Shard::new(id, count, cfg, stats, admission, outbox);
+    let shard = Shard::new(id, count, cfg, stats, shared, outbox);
     if uring {
         shard.use_send_ring();
     }
@@ -101,7 +102,7 @@ async fn accept_loop(
                 if shard.stopping.get() {
                     break;
                 }
-                let admitted = match shard.admit(peer.ip()) {
+                let admitted = match shard.admit(peer.ip(), matches!(kind, Listener::Ws)) {
                     Ok(admitted) => admitted,
                     Err(why) => {
                         refuse(&shard, stream, kind, why);

@@ -4,7 +4,11 @@
 //! - [`ws`]: the WebSocket port — HTTP upgrade, then the chat protocol on
 //!   `/ws` or plain echo on `/echo`.
 //! - [`resp`]: the RESP port — the Redis pub/sub subset, mapped onto rooms.
+//! - `chat`: a WebSocket client's chat requests, checked and handed on.
+//! - `identity`: who a WebSocket client is — tokens, grants, rate limits.
 
+mod chat;
+mod identity;
 pub mod resp;
 pub mod ws;
 

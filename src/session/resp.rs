@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use super::{read_loop, Parsed, Protocol};
+use crate::access::Access;
 use crate::conn::io::{answer_and_close, linger, prepare_socket};
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
@@ -57,7 +58,9 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
 pub fn refuse(stream: TcpStream, why: Refusal) {
     let line: &[u8] = match why {
         Refusal::Server => b"-ERR max number of clients reached\r\n",
-        Refusal::PerSource => b"-ERR max number of clients from this address reached\r\n",
+        Refusal::PerSource | Refusal::Rate => {
+            b"-ERR max number of clients from this address reached\r\n"
+        }
     };
     answer_and_close(&stream, line);
 }
@@ -119,6 +122,13 @@ fn room_of(ch: &[u8]) -> Result<&str, String> {
 }
 
 fn on_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
+    if awaiting_auth(shard, conn) && !allowed_before_auth(&cmd) {
+        let text = match cmd {
+            Command::Hello { .. } => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
+            _ => "NOAUTH Authentication required.",
+        };
+        return error(shard, conn, ErrorKind::Unauthorized, text);
+    }
     let p = conn.resp_proto();
     let subscribed = !conn.rooms.borrow().is_empty();
     // Redis's rule for RESP2 connections in subscribed mode.
@@ -145,6 +155,11 @@ fn on_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
             "ERR pattern subscriptions are not supported: channels are rooms with a home shard; SUBSCRIBE to each by name",
         ),
         Command::Publish { channel, payload } => publish(shard, conn, &channel, &payload),
+        Command::Auth { user, password } => {
+            if log_in(shard, conn, user.as_deref(), &password) {
+                reply(shard, conn, |o| encode::simple(o, "OK"));
+            }
+        }
         Command::Quit => {
             conn.push_last(Some(Bytes::from_static(b"+OK\r\n")));
             shard.flush(conn);
@@ -155,7 +170,9 @@ fn on_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
                 shard.leave(conn, &room);
             }
             conn.resp3.set(false);
-            *conn.user.borrow_mut() = default_name(shard, conn.id).into();
+            conn.set_user(default_name(shard, conn.id).into());
+            // As Redis: back to the default user, so AUTH again.
+            conn.with_access(|a| *a = None);
             reply(shard, conn, |o| encode::simple(o, "RESET"));
         }
         Command::Empty => {}
@@ -182,6 +199,14 @@ fn allowed_when_subscribed(cmd: &Command) -> bool {
 /// place in the reply order until the room's home has the member.
 fn subscribe(shard: &Rc<Shard>, conn: &Rc<Conn>, channels: Vec<Bytes>) {
     let p = conn.resp_proto();
+    // As Redis: a channel the user may not use refuses the whole command.
+    let denied = channels
+        .iter()
+        .filter_map(|ch| room_of(ch).ok())
+        .any(|room| !conn.with_access(|a| a.as_ref().is_none_or(|a| a.may_join(room))));
+    if denied {
+        return no_permission(shard, conn);
+    }
     for ch in channels {
         let room = match room_of(&ch) {
             Ok(room) => room,
@@ -252,6 +277,9 @@ fn publish(shard: &Rc<Shard>, conn: &Rc<Conn>, channel: &[u8], payload: &[u8]) {
         Ok(room) => room,
         Err(text) => return error(shard, conn, ErrorKind::InvalidRoom, &text),
     };
+    if !permitted(shard, conn, room, true) {
+        return;
+    }
     if payload.len() > shard.cfg.max_payload {
         let max = shard.cfg.max_payload;
         let text = format!(
@@ -277,8 +305,14 @@ fn connection_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
     match cmd {
         Command::Hello {
             proto: want,
+            auth,
             setname,
         } => {
+            if let Some((user, password)) = auth {
+                if !log_in(shard, conn, Some(&user), &password) {
+                    return;
+                }
+            }
             if let Some(want) = want {
                 conn.resp3.set(want == Proto::Resp3);
             }
@@ -297,7 +331,7 @@ fn connection_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
             }
         }
         Command::ClientGetName => {
-            let name = conn.user.borrow().clone();
+            let name = conn.user();
             reply(shard, conn, |o| encode::bulk(o, name.as_bytes()));
         }
         Command::ClientId => reply(shard, conn, |o| encode::integer(o, conn.id as i64)),
@@ -305,7 +339,7 @@ fn connection_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
             let info = format!(
                 "id={} name={} shard={} sub={} resp={}\n",
                 conn.id,
-                conn.user.borrow(),
+                conn.user(),
                 shard.id,
                 conn.rooms.borrow().len(),
                 if conn.resp3.get() { 3 } else { 2 }
@@ -333,9 +367,84 @@ fn connection_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
     }
 }
 
+/// True when this server wants `AUTH` and the connection has not.
+fn awaiting_auth(shard: &Shard, conn: &Conn) -> bool {
+    shard.authority.resp.required() && conn.with_access(|a| a.is_none())
+}
+
+/// What a connection may send before `AUTH`, as in Redis.
+fn allowed_before_auth(cmd: &Command) -> bool {
+    match cmd {
+        Command::Auth { .. } | Command::Quit | Command::Empty => true,
+        Command::Hello { auth, .. } => auth.is_some(),
+        _ => false,
+    }
+}
+
+/// `AUTH [user] password` (or HELLO's): on success the connection is that
+/// user, with its channels; else Redis's error, and false.
+fn log_in(shard: &Shard, conn: &Rc<Conn>, user: Option<&[u8]>, password: &[u8]) -> bool {
+    let auth = &shard.authority.resp;
+    if !auth.required() {
+        error(
+            shard,
+            conn,
+            ErrorKind::Unauthorized,
+            "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        );
+        return false;
+    }
+    let Some(login) = auth.login(user, password) else {
+        error(
+            shard,
+            conn,
+            ErrorKind::Unauthorized,
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        );
+        return false;
+    };
+    if login.user != "default" {
+        // A publish carries the RESP user as its user.
+        conn.set_user(login.user.into());
+    }
+    conn.with_access(|a| {
+        *a = Some(Box::new(Access {
+            grants: Some(login.grants),
+            ..Access::default()
+        }))
+    });
+    true
+}
+
+/// The channels a RESP user may not use get Redis's error.
+fn permitted(shard: &Shard, conn: &Rc<Conn>, room: &str, publish: bool) -> bool {
+    let ok = conn.with_access(|a| match a {
+        None => true,
+        Some(a) if publish => a.may_publish(room),
+        Some(a) => a.may_join(room),
+    });
+    if !ok {
+        no_permission(shard, conn);
+    }
+    ok
+}
+
+fn no_permission(shard: &Shard, conn: &Rc<Conn>) {
+    error(
+        shard,
+        conn,
+        ErrorKind::Forbidden,
+        "NOPERM this user has no permissions to access one of the channels used as arguments",
+    );
+}
+
 fn set_name(shard: &Shard, conn: &Rc<Conn>, name: &[u8]) -> bool {
+    if shard.authority.resp.required() {
+        // The user is who AUTH said; a name does not change it.
+        return true;
+    }
     if name.is_empty() {
-        *conn.user.borrow_mut() = default_name(shard, conn.id).into();
+        conn.set_user(default_name(shard, conn.id).into());
         return true;
     }
     match std::str::from_utf8(name)
@@ -343,7 +452,7 @@ fn set_name(shard: &Shard, conn: &Rc<Conn>, name: &[u8]) -> bool {
         .filter(|n| valid_user_name(n) && !n.contains(' '))
     {
         Some(n) => {
-            *conn.user.borrow_mut() = n.into();
+            conn.set_user(n.into());
             true
         }
         None => {
@@ -363,6 +472,7 @@ fn command_name(cmd: &Command) -> &'static str {
         Command::Publish { .. } => "publish",
         Command::Echo(_) => "echo",
         Command::Hello { .. } => "hello",
+        Command::Auth { .. } => "auth",
         Command::ClientSetName(_)
         | Command::ClientGetName
         | Command::ClientId

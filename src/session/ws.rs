@@ -7,14 +7,15 @@ use std::time::Duration;
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::{read_loop, Parsed, Protocol};
+use super::identity::{self, awaiting_token};
+use super::{chat, read_loop, Parsed, Protocol};
+use crate::access::origin_allowed;
 use crate::conn::io::{answer_and_close, linger, prepare_socket, read_some};
 use crate::conn::{Conn, Kind};
-use crate::proto::chat::{self, valid_user_name, ApiError, Code, Request, MAX_USER_NAME};
+use crate::proto::chat::{valid_user_name, MAX_USER_NAME};
 use crate::proto::ws::{self, Decoder, Message, OpCode};
 use crate::shard::admission::Refusal;
 use crate::shard::stats::ErrorKind;
-use crate::shard::wire::ReplyTo;
 use crate::shard::{Admitted, Shard};
 
 /// How long to wait for the peer's close after ours.
@@ -28,6 +29,7 @@ pub fn refuse(stream: TcpStream, why: Refusal) {
     let body = match why {
         Refusal::Server => "the server holds all the connections it may; try again later\n",
         Refusal::PerSource => "too many connections from your address\n",
+        Refusal::Rate => "too many connections from your address in the last second\n",
     };
     answer_and_close(
         &stream,
@@ -86,7 +88,15 @@ async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, By
             Err(None)
         }
     };
-    let ((kind, accept_key, user), used) = match accepted {
+    let (
+        Accepted {
+            kind,
+            key,
+            user,
+            token,
+        },
+        used,
+    ) = match accepted {
         Ok(accepted) => accepted,
         Err(refusal) => {
             if let Some(response) = refusal {
@@ -109,21 +119,51 @@ async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, By
     let conn = Rc::new(Conn::new(id, stream, kind, user.into(), limit, shard.now()));
     shard.register(&conn);
     shard.stats.accepted.inc();
-    shard.send(&conn, ws::response_101(&accept_key).into());
+    shard.send(&conn, ws::response_101(&key).into());
     if kind == Kind::Ws {
-        let welcome = chat::welcome(&conn.user.borrow(), id, shard.id);
-        shard.reply_json(&conn, &welcome);
+        greet(shard, &conn, token.as_deref());
     }
     Some((conn, buf))
 }
 
-/// An accepted upgrade: the endpoint, the `Sec-WebSocket-Accept` value and
-/// the user name asked for (`?user=`).
-type Accepted = (Kind, String, Option<String>);
+/// A new chat connection: welcomed at once when it needs no token or
+/// brought one (`?token=`) that verifies; closed (4001/4002) when its token
+/// fails; otherwise it waits for `{"op":"auth"}` as its first frame (a
+/// sweep closes it past `auth.timeout_ms`).
+fn greet(shard: &Rc<Shard>, conn: &Rc<Conn>, token: Option<&str>) {
+    if !awaiting_token(shard, conn) {
+        return identity::welcome(shard, conn);
+    }
+    match token.map(|t| identity::log_in(shard, conn, t)) {
+        Some(Ok(())) => identity::welcome(shard, conn),
+        Some(Err(e)) => identity::turn_away(shard, conn, &e),
+        None => {}
+    }
+}
+
+/// An accepted upgrade.
+struct Accepted {
+    /// The endpoint.
+    kind: Kind,
+    /// The `Sec-WebSocket-Accept` value.
+    key: String,
+    /// The user name asked for (`?user=`; ignored when tokens are used).
+    user: Option<String>,
+    /// A token in the URL (`?token=`), for clients that cannot send a
+    /// first frame.
+    token: Option<String>,
+}
 
 /// Routes a parsed request and checks it as an upgrade; a refusal is the
 /// HTTP response to send (`None`: the client just goes).
 fn accept(shard: &Shard, req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> {
+    if !origin_allowed(&shard.cfg.allowed_origins, req.origin.as_deref()) {
+        let body = format!(
+            "origin {:?} is not allowed to connect (allowed_origins)\n",
+            req.origin.as_deref().unwrap_or("")
+        );
+        return Err(Some(ws::http_response(403, &body, &[])));
+    }
     let kind = match req.path.as_str() {
         "/ws" | "/ws/" => Kind::Ws,
         "/echo" if shard.cfg.echo => Kind::Echo,
@@ -152,7 +192,21 @@ fn accept(shard: &Shard, req: ws::Request) -> Result<Accepted, Option<Vec<u8>>> 
         }
         None => None,
     };
-    Ok((kind, accept_key, user))
+    let token = req
+        .query
+        .as_deref()
+        .and_then(|q| ws::query_param(q, "token"));
+    let user = if shard.authority.tokens_required() {
+        None
+    } else {
+        user
+    };
+    Ok(Accepted {
+        kind,
+        key: accept_key,
+        user,
+        token,
+    })
 }
 
 /// The WebSocket side of the read loop: frames in, messages handled.
@@ -204,7 +258,7 @@ fn on_message(shard: &Rc<Shard>, conn: &Rc<Conn>, msg: Message) {
         Message::Binary(b) if conn.kind == Kind::Echo => {
             shard.send(conn, ws::encode_frame(OpCode::Binary, &b))
         }
-        Message::Text(t) | Message::Binary(t) => on_request(shard, conn, &t),
+        Message::Text(t) | Message::Binary(t) => chat::on_request(shard, conn, &t),
         Message::Ping(p) => shard.send(conn, ws::encode_frame(OpCode::Pong, &p)),
         Message::Pong(_) => {}
         Message::Close(code, _) => {
@@ -212,49 +266,4 @@ fn on_message(shard: &Rc<Shard>, conn: &Rc<Conn>, msg: Message) {
             shard.flush(conn);
         }
     }
-}
-
-fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
-    let (id, req) = chat::parse(text, shard.cfg.max_payload);
-    let req = match req {
-        Ok(req) => req,
-        Err(e) => return shard.reply_error(conn, id, &e),
-    };
-    let not_member =
-        |room: &str| ApiError::new(Code::NotMember, format!("not a member of room {room}"));
-    match req {
-        Request::Ping => shard.reply_json(conn, &chat::pong(id)),
-        Request::Join { room, since, epoch } => {
-            if let Err(e) = shard.join(conn, &room, (since, epoch), reply_to(id)) {
-                shard.reply_error(conn, id, &e);
-            }
-        }
-        Request::Leave { room } => {
-            if shard.leave(conn, &room) {
-                shard.reply_json(conn, &chat::ok(id, &room, None, true));
-            } else {
-                shard.reply_error(conn, id, &not_member(&room));
-            }
-        }
-        Request::Publish { room, data } => {
-            let data = chat::minify(data);
-            shard.publish(conn, &room, data.as_bytes(), false, reply_to(id));
-        }
-        Request::Typing { room, state } => {
-            if shard.is_member(conn, &room) {
-                shard.typing(conn, &room, state);
-            } else {
-                shard.reply_error(conn, id, &not_member(&room));
-            }
-        }
-        Request::History { room, since, limit } => shard.history(conn, &room, since, limit, id),
-        Request::Members { room, limit, after } => {
-            shard.members(conn, &room, (after.as_deref(), limit), id)
-        }
-    }
-}
-
-/// Where a request's answer goes: back to this connection with its id.
-fn reply_to(id: Option<&str>) -> ReplyTo {
-    ReplyTo::Ws(id.map(Into::into))
 }

@@ -59,6 +59,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytes::Bytes;
 
+use crate::access::Authority;
 use crate::config::Config;
 use crate::conn::sendring::SendRing;
 use crate::conn::Conn;
@@ -79,6 +80,8 @@ pub struct Shard {
     pub stats: Arc<ShardStats>,
     /// Who may connect (shared by every shard).
     pub admission: Arc<Admission>,
+    /// What clients are checked against: token keys, RESP users.
+    pub authority: Arc<Authority>,
     /// Frames to other shards.
     mesh: Rc<Mesh>,
     /// Open connections by id.
@@ -127,11 +130,16 @@ impl Drop for Admitted {
 }
 
 impl Shard {
-    /// Admits a connection from `peer`, or says why not (see
+    /// Admits a connection from `peer` (a WebSocket `handshake` also
+    /// against its address's handshake rate), or says why not (see
     /// [`admission`]).
-    pub fn admit(self: &Rc<Self>, peer: std::net::IpAddr) -> Result<Admitted, Refusal> {
+    pub fn admit(
+        self: &Rc<Self>,
+        peer: std::net::IpAddr,
+        handshake: bool,
+    ) -> Result<Admitted, Refusal> {
         let source = Source::from(peer);
-        self.admission.admit(source)?;
+        self.admission.admit(source, handshake)?;
         Ok(Admitted {
             shard: self.clone(),
             source,
@@ -144,7 +152,7 @@ impl Shard {
         count: usize,
         cfg: Arc<Config>,
         stats: Arc<ShardStats>,
-        admission: Arc<Admission>,
+        (admission, authority): (Arc<Admission>, Arc<Authority>),
         outbox: shards::Outbox,
     ) -> Rc<Self> {
         let limits = Limits {
@@ -169,6 +177,7 @@ impl Shard {
             cfg,
             stats,
             admission,
+            authority,
             conns: RefCell::new(AHashMap::new()),
             next_conn: Cell::new(1),
             local: RefCell::new(AHashMap::new()),
@@ -216,6 +225,12 @@ impl Shard {
     /// readers should stop taking requests until it catches up.
     pub fn backlogged(&self) -> bool {
         self.mesh.backlogged()
+    }
+
+    /// A fine clock: microseconds since the shard started (for rate
+    /// limits; a clock read each time).
+    pub fn now_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// The shard's coarse clock: milliseconds since it started, as of its

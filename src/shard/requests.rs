@@ -37,7 +37,7 @@ impl Shard {
                 rooms.push((self.intern(room), join));
             }
         }
-        let user = conn.user.borrow().to_string();
+        let user = conn.user().to_string();
         self.dispatch(
             home_of(room.as_bytes(), self.count),
             &Wire::Join {
@@ -96,7 +96,7 @@ impl Shard {
     /// Sends a message to its room's home for sequencing.
     pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, reply: ReplyTo) {
         self.stats.messages_in.inc();
-        let user = conn.user.borrow().to_string();
+        let user = conn.user().to_string();
         self.dispatch(
             home_of(room.as_bytes(), self.count),
             &Wire::Publish {
@@ -112,7 +112,7 @@ impl Shard {
 
     /// Sends a typing indicator through the room's home.
     pub fn typing(&self, conn: &Rc<Conn>, room: &str, state: bool) {
-        let user = conn.user.borrow().to_string();
+        let user = conn.user().to_string();
         self.dispatch(
             home_of(room.as_bytes(), self.count),
             &Wire::Typing {

@@ -70,11 +70,17 @@ pub enum ErrorKind {
     NotMember,
     /// A RESP protocol error or unknown command.
     Resp,
+    /// No token, a token that does not verify, or a wrong password.
+    Unauthorized,
+    /// A request outside what the token or RESP user allows.
+    Forbidden,
+    /// A request over a rate limit.
+    RateLimited,
 }
 
 impl ErrorKind {
     /// Every kind, in display order.
-    pub const ALL: [ErrorKind; 10] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::BadHandshake,
         ErrorKind::BadFrame,
         ErrorKind::BadUtf8,
@@ -85,6 +91,9 @@ impl ErrorKind {
         ErrorKind::Limit,
         ErrorKind::NotMember,
         ErrorKind::Resp,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::RateLimited,
     ];
 
     /// snake_case name used in /stats and /metrics.
@@ -100,6 +109,9 @@ impl ErrorKind {
             ErrorKind::Limit => "limit",
             ErrorKind::NotMember => "not_member",
             ErrorKind::Resp => "resp",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::RateLimited => "rate_limited",
         }
     }
 }
@@ -113,6 +125,9 @@ impl From<Code> for ErrorKind {
             Code::PayloadTooLarge => ErrorKind::TooLarge,
             Code::NotMember => ErrorKind::NotMember,
             Code::TooManyRooms | Code::RoomFull => ErrorKind::Limit,
+            Code::Forbidden => ErrorKind::Forbidden,
+            Code::RateLimited => ErrorKind::RateLimited,
+            Code::Unauthorized => ErrorKind::Unauthorized,
         }
     }
 }
@@ -175,8 +190,10 @@ pub struct ShardStats {
     pub handshake_timeouts: Counter,
     /// Connections refused at accept (`max_connections`, per-address limits).
     pub conns_refused: Counter,
+    /// WebSocket connections closed (4002) when their token expired.
+    pub token_expiries: Counter,
     /// Protocol errors, indexed like [`ErrorKind::ALL`].
-    pub errors: [Counter; 10],
+    pub errors: [Counter; 13],
     /// Unix milliseconds of the shard's last heartbeat.
     pub heartbeat_ms: Counter,
     /// The core the shard is pinned to, plus one (0 = unpinned).

@@ -1,6 +1,7 @@
 //! The shard's sweep: every period it advances the shard's coarse clock
 //! and looks at each connection once — pinging WebSocket clients that
-//! have been quiet, closing those that stay quiet after a ping, and
+//! have been quiet, closing those that stay quiet after a ping, those that
+//! owe a token past `auth.timeout_ms` and those whose token expired, and
 //! closing idle RESP clients. One task and one pass per shard, rather than
 //! a timer per connection: an idle connection costs two clock readings.
 
@@ -8,8 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::conn::{Conn, Kind};
-use crate::proto::chat::close::PING_TIMEOUT;
+use crate::proto::chat::close::{PING_TIMEOUT, TOKEN_EXPIRED, UNAUTHORIZED};
 use crate::proto::ws::{self, OpCode};
+use crate::shard::stats::unix_ms;
 
 use super::Shard;
 
@@ -18,6 +20,10 @@ enum Due {
     Ping,
     PingTimeout,
     Idle,
+    /// No token within `auth.timeout_ms`.
+    NoToken,
+    /// Its token's `exp` passed without a refresh.
+    Expired,
 }
 
 impl Shard {
@@ -33,6 +39,11 @@ impl Shard {
                 0
             },
             cfg.resp_idle_timeout_ms,
+            if self.authority.tokens_required() {
+                cfg.auth.timeout_ms
+            } else {
+                0
+            },
         ]
         .into_iter()
         .filter(|&ms| ms > 0)
@@ -49,10 +60,18 @@ impl Shard {
         now
     }
 
-    /// What `conn` is due for at `now`, if anything.
-    fn due(&self, conn: &Conn, now: u32) -> Option<Due> {
+    /// What `conn` is due for at `now` (`unix_s`, Unix seconds), if anything.
+    fn due(&self, conn: &Conn, now: u32, unix_s: u64) -> Option<Due> {
         let cfg = &self.cfg;
         let since = |t: u32| u64::from(now.wrapping_sub(t));
+        if conn.kind == Kind::Ws && self.authority.tokens_required() {
+            let expires = conn.with_access(|a| a.as_ref().map(|a| a.expires));
+            match expires {
+                None if since(conn.heard()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
+                Some(exp) if exp != 0 && exp <= unix_s => return Some(Due::Expired),
+                _ => {}
+            }
+        }
         match conn.kind {
             Kind::Ws if cfg.ping_interval_ms > 0 => match conn.pinged() {
                 Some(at) if since(at) >= cfg.ping_timeout_ms => Some(Due::PingTimeout),
@@ -79,12 +98,13 @@ impl Shard {
         loop {
             monoio::time::sleep(period).await;
             let now = self.tick();
+            let unix_s = unix_ms() / 1000;
             due.extend(
                 self.conns
                     .borrow()
                     .values()
                     .filter(|c| !c.is_closing())
-                    .filter_map(|c| Some((c.clone(), self.due(c, now)?))),
+                    .filter_map(|c| Some((c.clone(), self.due(c, now, unix_s)?))),
             );
             for (conn, what) in due.drain(..) {
                 match what {
@@ -99,6 +119,17 @@ impl Shard {
                     Due::Idle => {
                         self.stats.idle_closes.inc();
                         self.close_now(&conn, None);
+                    }
+                    Due::NoToken => {
+                        self.stats
+                            .error(crate::shard::stats::ErrorKind::Unauthorized);
+                        let last = ws::close_frame(UNAUTHORIZED, "no token within auth.timeout_ms");
+                        self.close_now(&conn, Some(last));
+                    }
+                    Due::Expired => {
+                        self.stats.token_expiries.inc();
+                        let last = ws::close_frame(TOKEN_EXPIRED, "token expired");
+                        self.close_now(&conn, Some(last));
                     }
                 }
             }

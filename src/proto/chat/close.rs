@@ -9,5 +9,18 @@ pub const GOING_AWAY: u16 = 1001;
 /// consumer (RFC 6455 "policy violation").
 pub const SLOW_CONSUMER: u16 = 1008;
 
+/// No token, or one that does not verify (bad signature, wrong algorithm
+/// or audience, …), or no token within `auth.timeout_ms`.
+pub const UNAUTHORIZED: u16 = 4001;
+
+/// The connection's token expired without a refresh.
+pub const TOKEN_EXPIRED: u16 = 4002;
+
+/// The client kept trying what its token does not allow.
+pub const FORBIDDEN: u16 = 4003;
+
 /// The client did not answer a ping within `ping_timeout_ms`.
 pub const PING_TIMEOUT: u16 = 4008;
+
+/// The client stayed over its rate limit for `rate_limited_close_ms`.
+pub const RATE_LIMITED: u16 = 4029;

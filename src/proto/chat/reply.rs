@@ -70,6 +70,27 @@ pub fn error(id: Option<&str>, code: &str, message: &str) -> Vec<u8> {
     out
 }
 
+/// `{"op":"ok","id":…,"exp":N}`: a refreshed token, expiring at `exp`
+/// (Unix seconds; 0: never).
+pub fn refreshed(id: Option<&str>, exp: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    open(&mut out, "ok", id);
+    out.extend_from_slice(b",\"exp\":");
+    push_u64(&mut out, exp);
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"error","id":…,"code":"rate_limited","message":M,"retry_after_ms":N}`
+pub fn rate_limited(id: Option<&str>, message: &str, retry_after_ms: u64) -> Vec<u8> {
+    let mut out = error(id, "rate_limited", message);
+    out.pop();
+    out.extend_from_slice(b",\"retry_after_ms\":");
+    push_u64(&mut out, retry_after_ms);
+    out.push(b'}');
+    out
+}
+
 /// `{"op":"pong","id":…}`
 pub fn pong(id: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(32);
@@ -270,6 +291,11 @@ mod tests {
             json!({"op":"error","id":1,"code":"bad_json","message":"x\ny"})
         );
         assert_eq!(v(pong(None)), json!({"op":"pong"}));
+        assert_eq!(
+            v(rate_limited(Some("1"), "slow down", 250)),
+            json!({"op":"error","id":1,"code":"rate_limited","message":"slow down","retry_after_ms":250})
+        );
+        assert_eq!(v(refreshed(None, 99)), json!({"op":"ok","exp":99}));
         assert_eq!(
             v(message("r", 2, "u", 9, Data::Json(br#"{"k":[1]}"#))),
             json!({"op":"message","room":"r","seq":2,"user":"u","ts":9,"data":{"k":[1]}})

@@ -20,6 +20,19 @@ pub enum Request<'a> {
         since: Option<u64>,
         /// The room sequence `since` is of (see [`super::json::epoch_text`]).
         epoch: Option<u64>,
+        /// A room token letting the user into a room its connection token
+        /// does not list.
+        token: Option<Cow<'a, str>>,
+    },
+    /// `{"op":"auth","token":T}`: the connection token, as the first frame.
+    Auth {
+        /// The token.
+        token: Cow<'a, str>,
+    },
+    /// `{"op":"refresh","token":T}`: a new token for a live connection.
+    Refresh {
+        /// The token.
+        token: Cow<'a, str>,
     },
     /// `{"op":"leave","room":R}`
     Leave {
@@ -81,6 +94,12 @@ pub enum Code {
     TooManyRooms,
     /// Joining a room that has `max_members_per_room` members.
     RoomFull,
+    /// Outside what the connection's token (or RESP user) allows.
+    Forbidden,
+    /// Over a rate limit (`[limits]`).
+    RateLimited,
+    /// A token that does not verify (a refresh or a room token).
+    Unauthorized,
 }
 
 impl Code {
@@ -95,6 +114,9 @@ impl Code {
             Code::NotMember => "not_member",
             Code::TooManyRooms => "too_many_rooms",
             Code::RoomFull => "room_full",
+            Code::Forbidden => "forbidden",
+            Code::RateLimited => "rate_limited",
+            Code::Unauthorized => "unauthorized",
         }
     }
 }
@@ -135,6 +157,8 @@ struct Fields<'a> {
     epoch: Option<Cow<'a, str>>,
     #[serde(borrow)]
     after: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 /// Most messages one `history` request returns.
@@ -184,7 +208,18 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
             room: room()?,
             since: f.since,
             epoch: f.epoch.as_deref().map(parse_epoch),
+            token: f.token,
         },
+        "auth" | "refresh" => {
+            let Some(token) = f.token else {
+                return Err(ApiError::new(Code::BadJson, format!("\"{op}\" needs a \"token\"")));
+            };
+            if op == "auth" {
+                Request::Auth { token }
+            } else {
+                Request::Refresh { token }
+            }
+        }
         "leave" => Request::Leave { room: room()? },
         "publish" => {
             let room = room()?;
@@ -226,7 +261,7 @@ fn request(f: Fields<'_>, max_payload: usize) -> Result<Request<'_>, ApiError> {
             return Err(ApiError::new(
                 Code::UnknownOp,
                 format!(
-                "unknown op {:?}; expected join, leave, publish, typing, history, members or ping",
+                "unknown op {:?}; expected auth, refresh, join, leave, publish, typing, history, members or ping",
                 truncate(other, 32)
             ),
             ))
@@ -255,7 +290,8 @@ mod tests {
             Request::Join {
                 room: "a".into(),
                 since: Some(4),
-                epoch: None
+                epoch: None,
+                token: None
             }
         );
         let (_, r) = parse(

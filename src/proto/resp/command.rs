@@ -44,12 +44,21 @@ pub enum Command {
         payload: Bytes,
     },
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`, already validated
-    /// (protover 2 or 3, name checked). AUTH is accepted and ignored.
+    /// (protover 2 or 3, name checked).
     Hello {
         /// Requested protocol; `None` keeps the current one.
         proto: Option<Proto>,
+        /// `AUTH user pass`, checked before the reply.
+        auth: Option<(Bytes, Bytes)>,
         /// Client name to set; an empty name clears it.
         setname: Option<Bytes>,
+    },
+    /// `AUTH [user] password`.
+    Auth {
+        /// The user (`None`: `default`).
+        user: Option<Bytes>,
+        /// The password.
+        password: Bytes,
     },
     /// `CLIENT SETNAME name`, name validated; an empty name clears it.
     ClientSetName(Bytes),
@@ -101,6 +110,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "punsubscribe",
     "publish",
     "hello",
+    "auth",
     "client",
     "select",
     "command",
@@ -176,6 +186,7 @@ impl Command {
             b"punsubscribe" => ("punsubscribe", -1),
             b"publish" => ("publish", 3),
             b"hello" => ("hello", -1),
+            b"auth" => ("auth", -2),
             b"client" => ("client", -2),
             b"select" => ("select", 2),
             b"command" => ("command", -1),
@@ -211,6 +222,17 @@ impl Command {
             },
             "quit" => Command::Quit,
             "reset" => Command::Reset,
+            "auth" => match (it.next(), it.next(), it.next()) {
+                (Some(password), None, _) => Command::Auth {
+                    user: None,
+                    password,
+                },
+                (Some(user), Some(password), None) => Command::Auth {
+                    user: Some(user),
+                    password,
+                },
+                _ => Command::Rejected("ERR syntax error".into()),
+            },
             _ => Command::Info(it.collect()),
         }
     }
@@ -241,6 +263,7 @@ fn unknown(name: &[u8], args: &[Bytes]) -> Command {
 fn hello(args: &[Bytes]) -> Command {
     let mut proto = None;
     let mut setname = None;
+    let mut auth = None;
     let mut rest = args;
     if let Some((ver, tail)) = args.split_first() {
         proto = match string2ll(ver) {
@@ -256,7 +279,10 @@ fn hello(args: &[Bytes]) -> Command {
     }
     while let Some((opt, tail)) = rest.split_first() {
         match tail {
-            [_user, _pass, more @ ..] if opt.eq_ignore_ascii_case(b"auth") => rest = more,
+            [user, pass, more @ ..] if opt.eq_ignore_ascii_case(b"auth") => {
+                auth = Some((user.clone(), pass.clone()));
+                rest = more;
+            }
             [name, more @ ..] if opt.eq_ignore_ascii_case(b"setname") => {
                 if !valid_client_name(name) {
                     return Command::Rejected(BAD_NAME.into());
@@ -271,7 +297,11 @@ fn hello(args: &[Bytes]) -> Command {
             }
         }
     }
-    Command::Hello { proto, setname }
+    Command::Hello {
+        proto,
+        auth,
+        setname,
+    }
 }
 
 fn unknown_subcommand(container: &[u8], sub: &[u8]) -> Command {

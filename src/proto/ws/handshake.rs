@@ -104,6 +104,8 @@ pub struct Request {
     /// `Ok` with the `Sec-WebSocket-Accept` value if this is a valid
     /// WebSocket upgrade, otherwise the first reason it is not.
     pub upgrade: Result<String, HandshakeError>,
+    /// The `Origin` header (browsers send the page's), if any.
+    pub origin: Option<String>,
 }
 
 /// Parses an HTTP request head from the start of `buf`.
@@ -141,12 +143,18 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HandshakeEr
         None => (target.to_owned(), None),
     };
     let upgrade = check_upgrade(&method, req.version, req.headers);
+    let origin = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned());
     Ok(Some((
         Request {
             method,
             path,
             query,
             upgrade,
+            origin,
         },
         consumed,
     )))

@@ -29,6 +29,7 @@ fn each_command() {
             &["HELLO"],
             C::Hello {
                 proto: None,
+                auth: None,
                 setname: None,
             },
         ),
@@ -36,6 +37,7 @@ fn each_command() {
             &["HELLO", "2"],
             C::Hello {
                 proto: Some(Proto::Resp2),
+                auth: None,
                 setname: None,
             },
         ),
@@ -43,7 +45,22 @@ fn each_command() {
             &["HELLO", "3", "AUTH", "u", "p", "SETNAME", "n"],
             C::Hello {
                 proto: Some(Proto::Resp3),
+                auth: Some((b("u"), b("p"))),
                 setname: Some(b("n")),
+            },
+        ),
+        (
+            &["AUTH", "pw"],
+            C::Auth {
+                user: None,
+                password: b("pw"),
+            },
+        ),
+        (
+            &["AUTH", "ann", "pw"],
+            C::Auth {
+                user: Some(b("ann")),
+                password: b("pw"),
             },
         ),
         (&["CLIENT", "SETNAME", "me"], C::ClientSetName(b("me"))),
@@ -107,6 +124,7 @@ fn arity_errors() {
         (&["PUBLISH", "c", "m", "x"], "publish"),
         (&["SELECT"], "select"),
         (&["RESET", "x"], "reset"),
+        (&["AUTH"], "auth"),
         (&["CLIENT"], "client"),
         (&["CLIENT", "SETNAME"], "client|setname"),
         (&["CLIENT", "ID", "x"], "client|id"),
