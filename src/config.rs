@@ -112,12 +112,13 @@ pub struct RespUser {
 impl std::str::FromStr for RespUser {
     type Err = String;
 
-    /// `NAME:SHA256:SUB1,SUB2:PUB1,PUB2` (the lists may be empty).
+    /// `NAME/SHA256/SUB1,SUB2/PUB1,PUB2` (the lists may be empty; `/` is
+    /// in no room name, `:` is in many).
     fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.splitn(4, ':').collect();
+        let parts: Vec<&str> = s.split('/').collect();
         let [name, hash, sub, publ] = parts[..] else {
             return Err(
-                "a RESP user is NAME:SHA256:SUBSCRIBE:PUBLISH (patterns comma-separated)".into(),
+                "a RESP user is NAME/SHA256/SUBSCRIBE/PUBLISH (patterns comma-separated)".into(),
             );
         };
         let list = |l: &str| {
@@ -268,7 +269,7 @@ settings! {
         /// The password `AUTH password` needs on RESP (empty = none).
         resp_requirepass: String = String::new(), flag resp_requirepass [value_name = "PASSWORD"];
         /// RESP users and what they may do (`[[resp_users]]`; flag:
-        /// NAME:SHA256:SUBSCRIBE:PUBLISH, repeated).
+        /// NAME/SHA256/SUBSCRIBE/PUBLISH, repeated).
         resp_users: Vec<RespUser> = Vec::new(), flag resp_users [long = "resp-user", value_name = "USER"];
         /// The bearer token every admin route but `/healthz` needs (empty =
         /// open: keep the admin port on loopback then).
@@ -466,12 +467,12 @@ mod tests {
             "--limits-publish-rate",
             "7",
             "--resp-user",
-            "ann:abc:a,b*:",
+            "ann/abc/a,b:*/",
         ]);
         let mut cfg = Config::default();
         cli.flags.apply(&mut cfg);
         assert_eq!((cfg.auth.mode, cfg.limits.publish_rate), (AuthMode::Jwt, 7));
-        assert_eq!(cfg.resp_users[0].subscribe, ["a", "b*"]);
+        assert_eq!(cfg.resp_users[0].subscribe, ["a", "b:*"]);
         assert!(cfg.resp_users[0].publish.is_empty());
     }
 

@@ -223,7 +223,16 @@ impl Verifier {
             }
         }
         .ok_or_else(|| TokenError::Invalid(format!("no key for a {:?} token", header.alg)))?;
-        jsonwebtoken::decode::<Claims>(token, &key, &keys.validation)
+        // The crate wants every algorithm of a validation to be of the
+        // key's family: narrow the configured ones to the token's.
+        let mut validation = keys.validation.clone();
+        validation
+            .algorithms
+            .retain(|a| a.family() == header.alg.family());
+        if validation.algorithms.is_empty() {
+            return Err(TokenError::Invalid("algorithm not accepted".into()));
+        }
+        jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
             .map_err(|e| invalid(&e))
     }

@@ -142,6 +142,14 @@ impl Conn {
         std::mem::forget(frames);
     }
 
+    /// True while a reply is still owed (its home has not answered).
+    pub fn owes(&self) -> bool {
+        let owed = self.deferred.take();
+        let owes = owed.as_ref().is_some_and(|o| !o.is_empty());
+        self.deferred.set(owed);
+        owes
+    }
+
     /// Bytes waiting to be written.
     pub fn queued(&self) -> usize {
         self.queued.get()

@@ -47,6 +47,9 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
     shard.register(&conn);
     shard.stats.accepted.inc();
     read_loop::<Commands>(&shard, &conn, BytesMut::new()).await;
+    if !conn.is_closing() {
+        Box::pin(shard.finish(&conn, CLOSE_LINGER)).await;
+    }
     if conn.is_closing() {
         Box::pin(linger(&conn, CLOSE_LINGER)).await;
     }

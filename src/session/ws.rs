@@ -50,6 +50,9 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
         return;
     };
     read_loop::<Frames>(&shard, &conn, buf).await;
+    if !conn.is_closing() {
+        Box::pin(shard.finish(&conn, CLOSE_LINGER)).await;
+    }
     if conn.is_closing() {
         Box::pin(linger(&conn, CLOSE_LINGER)).await;
     }

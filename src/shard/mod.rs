@@ -104,6 +104,9 @@ pub struct Shard {
     started: Instant,
     /// The shutdown, waiting for the last queue to drain.
     shutdown_waker: RefCell<Option<Waker>>,
+    /// Connections whose client stopped sending, waiting for what they are
+    /// owed to be written; woken after each flush.
+    finishing: RefCell<Vec<Waker>>,
 }
 
 /// A connection admitted on a shard: the shard, and the place the
@@ -188,6 +191,7 @@ impl Shard {
             clock: Cell::new(1),
             started: Instant::now(),
             shutdown_waker: RefCell::new(None),
+            finishing: RefCell::new(Vec::new()),
         })
     }
 

@@ -207,6 +207,20 @@ impl Shard {
         }
     }
 
+    /// A client stopped sending (its side of the stream ended) while it is
+    /// still owed replies or has frames queued: they are still sent, for at
+    /// most `deadline`, as Redis answers a pipeline a client half-closed.
+    pub async fn finish(&self, conn: &Rc<Conn>, deadline: std::time::Duration) {
+        let done = std::future::poll_fn(|cx| {
+            if conn.is_closed() || (!conn.owes() && conn.queued() == 0) {
+                return Poll::Ready(());
+            }
+            self.finishing.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        });
+        let _ = monoio::time::timeout(deadline, done).await;
+    }
+
     /// The flusher: after the tasks of a turn have queued their frames,
     /// writes each dirty connection once — all of them with one
     /// `io_uring_enter` where the shard has a send ring.
@@ -264,6 +278,9 @@ impl Shard {
                 }
             }
             ready.clear();
+            for w in std::mem::take(&mut *self.finishing.borrow_mut()) {
+                w.wake();
+            }
         }
     }
 }

@@ -1,0 +1,811 @@
+//! Identity and access against a real server: tokens minted by the
+//! `jsonwebtoken` crate's encoder with keys made by openssl
+//! (`tests/keys/`), RESP AUTH with the redis crate and redis-cli, the admin
+//! token, rate limits and origins.
+
+mod common;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "test-secret-of-enough-length-0123456789";
+
+fn key_path(name: &str) -> String {
+    format!("{}/tests/keys/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token for `claims` signed HS256 with `secret`.
+fn hs256(secret: &str, claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// The usual claims: `sub`, an hour to live, some rooms.
+fn claims(sub: &str, rooms: &[&str]) -> Value {
+    json!({"sub": sub, "exp": now() + 3600, "rooms": rooms})
+}
+
+fn jwt_server(extra: &[&str]) -> Server {
+    let mut args = vec!["--auth-mode", "jwt", "--auth-hmac-secret", SECRET];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open(server: &Server, query: &str) -> Ws {
+    let url = format!("ws://{}/ws{query}", server.ws);
+    tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade")
+        .0
+}
+
+/// What the server says next: a JSON text, or the close code it sent.
+async fn next(ws: &mut Ws) -> Result<Value, u16> {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("the server answers")
+            .expect("the stream goes on")
+            .expect("no websocket error");
+        match msg {
+            Message::Text(t) => return Ok(serde_json::from_str(&t).unwrap()),
+            Message::Close(f) => return Err(f.map_or(1005, |f| u16::from(f.code))),
+            _ => {}
+        }
+    }
+}
+
+/// Opens a connection and sends `token` as its first frame: the welcome,
+/// or the close code.
+async fn log_in(server: &Server, token: &str) -> (Ws, Result<Value, u16>) {
+    let mut ws = open(server, "").await;
+    ws.send(Message::Text(
+        json!({"op":"auth","token":token}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let first = next(&mut ws).await;
+    (ws, first)
+}
+
+async fn request(ws: &mut Ws, req: Value) -> Value {
+    ws.send(Message::Text(req.to_string())).await.unwrap();
+    loop {
+        let v = next(ws).await.expect("not closed");
+        if v["op"] != "presence" && v["op"] != "typing" && v["op"] != "message" {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_valid_hs256_token_is_the_user_and_user_query_is_ignored() {
+    let server = jwt_server(&[]);
+    let token = hs256(SECRET, &claims("ann", &["lobby"]));
+    // First frame.
+    let (mut ws, welcome) = log_in(&server, &token).await;
+    let welcome = welcome.unwrap();
+    assert_eq!(
+        (welcome["op"].as_str(), welcome["user"].as_str()),
+        (Some("welcome"), Some("ann"))
+    );
+    // ?token= in the URL, and ?user= trying to be someone else.
+    let mut spoof = open(&server, &format!("?user=mallory&token={token}")).await;
+    assert_eq!(next(&mut spoof).await.unwrap()["user"], "ann");
+    // Messages carry the token's user.
+    assert_eq!(
+        request(&mut ws, json!({"op":"join","room":"lobby","id":1})).await["op"],
+        "ok"
+    );
+    request(
+        &mut spoof,
+        json!({"op":"publish","room":"lobby","data":"hi","id":2}),
+    )
+    .await;
+    let msg = loop {
+        let v = next(&mut ws).await.unwrap();
+        if v["op"] == "message" {
+            break v;
+        }
+    };
+    assert_eq!(msg["user"], "ann");
+}
+
+#[tokio::test]
+async fn rs256_by_pem_and_es256_by_jwks_kid() {
+    let rsa = std::fs::read(key_path("rsa.pem")).unwrap();
+    let ec = std::fs::read(key_path("ec.pem")).unwrap();
+    let pem = key_path("rsa_pub.pem");
+    let server = Server::start(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-public-key-file",
+        &pem,
+        "--auth-algorithms",
+        "RS256",
+    ]);
+    let token = encode(
+        &Header::new(Algorithm::RS256),
+        &claims("rita", &[]),
+        &EncodingKey::from_rsa_pem(&rsa).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log_in(&server, &token).await.1.unwrap()["user"], "rita");
+    let jwks = key_path("jwks.json");
+    let server = Server::start(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-jwks-file",
+        &jwks,
+        "--auth-algorithms",
+        "ES256,RS256",
+    ]);
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    let token = encode(
+        &header,
+        &claims("eve", &[]),
+        &EncodingKey::from_ec_pem(&ec).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log_in(&server, &token).await.1.unwrap()["user"], "eve");
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    let token = encode(
+        &header,
+        &claims("rob", &[]),
+        &EncodingKey::from_rsa_pem(&rsa).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log_in(&server, &token).await.1.unwrap()["user"], "rob");
+    // A kid the set does not have.
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("nope".into());
+    let token = encode(
+        &header,
+        &claims("eve", &[]),
+        &EncodingKey::from_ec_pem(&ec).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(log_in(&server, &token).await.1, Err(4001));
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn forged_and_unfit_tokens_are_refused() {
+    let server = jwt_server(&["--auth-audience", "chat", "--auth-issuer", "backend"]);
+    let good = json!({"sub":"ann","exp":now()+3600,"aud":"chat","iss":"backend"});
+    assert!(log_in(&server, &hs256(SECRET, &good)).await.1.is_ok());
+    // alg: none, no signature.
+    let none = format!(
+        "{}.{}.",
+        b64(&json!({"alg":"none","typ":"JWT"})),
+        b64(&good)
+    );
+    assert_eq!(log_in(&server, &none).await.1, Err(4001), "alg none");
+    // A payload changed after signing.
+    let token = hs256(SECRET, &good);
+    let parts: Vec<&str> = token.split('.').collect();
+    let evil = json!({"sub":"admin","exp":now()+3600,"aud":"chat","iss":"backend"});
+    let tampered = format!("{}.{}.{}", parts[0], b64(&evil), parts[2]);
+    assert_eq!(log_in(&server, &tampered).await.1, Err(4001), "tampered");
+    assert_eq!(
+        log_in(&server, &hs256("other-secret", &good)).await.1,
+        Err(4001),
+        "wrong key"
+    );
+    let mut expired = good.clone();
+    expired["exp"] = json!(now() - 3600);
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &expired)).await.1,
+        Err(4002),
+        "expired"
+    );
+    let mut early = good.clone();
+    early["nbf"] = json!(now() + 3600);
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &early)).await.1,
+        Err(4001),
+        "nbf ahead"
+    );
+    let mut aud = good.clone();
+    aud["aud"] = json!("elsewhere");
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &aud)).await.1,
+        Err(4001),
+        "wrong aud"
+    );
+    let mut iss = good.clone();
+    iss["iss"] = json!("mallory");
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &iss)).await.1,
+        Err(4001),
+        "wrong iss"
+    );
+    let mut nosub = good.clone();
+    nosub.as_object_mut().unwrap().remove("sub");
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &nosub)).await.1,
+        Err(4001),
+        "no sub"
+    );
+    let mut noexp = good.clone();
+    noexp.as_object_mut().unwrap().remove("exp");
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &noexp)).await.1,
+        Err(4001),
+        "no exp"
+    );
+    assert_eq!(log_in(&server, "not.a.token").await.1, Err(4001), "garbage");
+    let stats = server.stats().await;
+    assert!(errors_total(&stats, "unauthorized") >= 10, "{stats}");
+}
+
+fn errors_total(stats: &Value, kind: &str) -> u64 {
+    stats["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["errors"][kind].as_u64().unwrap())
+        .sum()
+}
+
+/// The server has an RSA public key for RS256: an HS256 token "signed"
+/// with that public key as its secret finds no HMAC key to be checked with.
+#[tokio::test]
+async fn no_hs_rs_confusion() {
+    let pem = key_path("rsa_pub.pem");
+    let server = Server::start(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-public-key-file",
+        &pem,
+        "--auth-algorithms",
+        "RS256",
+    ]);
+    let public = std::fs::read(&pem).unwrap();
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &claims("admin", &["*"]),
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(log_in(&server, &forged).await.1, Err(4001));
+}
+
+#[tokio::test]
+async fn room_patterns_allow_and_deny() {
+    let server = jwt_server(&[]);
+    let token = hs256(
+        SECRET,
+        &json!({"sub":"ann","exp":now()+3600,"rooms":["lobby","team:42:*"],"publish":["team:42:*"]}),
+    );
+    let (mut ws, w) = log_in(&server, &token).await;
+    w.unwrap();
+    let code = |v: Value| {
+        v["code"]
+            .as_str()
+            .unwrap_or(v["op"].as_str().unwrap())
+            .to_string()
+    };
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"join","room":"lobby","id":1})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"join","room":"team:42:dev","id":2})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"join","room":"secret","id":3})).await),
+        "forbidden"
+    );
+    // Publish only where `publish` says.
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"publish","room":"lobby","data":1,"id":4})
+            )
+            .await
+        ),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"publish","room":"team:42:dev","data":1,"id":5})
+            )
+            .await
+        ),
+        "ok"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"publish","room":"secret","data":1,"id":6})
+            )
+            .await
+        ),
+        "forbidden"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"typing","room":"lobby","id":7})).await),
+        "forbidden"
+    );
+    // Reading needs the room's pattern.
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"history","room":"secret","id":8})).await),
+        "forbidden"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"members","room":"secret","id":9})).await),
+        "forbidden"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"history","room":"lobby","id":10})).await),
+        "history"
+    );
+    assert_eq!(
+        code(request(&mut ws, json!({"op":"members","room":"team:42:x","id":11})).await),
+        "members"
+    );
+    // The connection stays.
+    assert_eq!(
+        request(&mut ws, json!({"op":"ping","id":12})).await["op"],
+        "pong"
+    );
+    // A room token for this user and room lets it in.
+    let pass = hs256(
+        SECRET,
+        &json!({"sub":"ann","room":"secret","exp":now()+600}),
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"join","room":"secret","token":pass,"id":13})
+            )
+            .await
+        ),
+        "ok"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"publish","room":"secret","data":1,"id":14})
+            )
+            .await
+        ),
+        "ok"
+    );
+    // Someone else's room token, or one for another room, does not.
+    let other = hs256(SECRET, &json!({"sub":"bob","room":"vault","exp":now()+600}));
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"join","room":"vault","token":other,"id":15})
+            )
+            .await
+        ),
+        "unauthorized"
+    );
+    let wrong_room = hs256(
+        SECRET,
+        &json!({"sub":"ann","room":"secret","exp":now()+600}),
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ws,
+                json!({"op":"join","room":"vault","token":wrong_room,"id":16})
+            )
+            .await
+        ),
+        "unauthorized"
+    );
+    let stats = server.stats().await;
+    assert!(errors_total(&stats, "forbidden") >= 6, "{stats}");
+}
+
+#[tokio::test]
+async fn refresh_extends_and_expiry_closes() {
+    let server = jwt_server(&["--auth-leeway-s", "0"]);
+    // Expires in 2 s.
+    let short = hs256(SECRET, &json!({"sub":"ann","exp":now()+2,"rooms":["*"]}));
+    let (mut a, w) = log_in(&server, &short).await;
+    w.unwrap();
+    let (mut b, w) = log_in(&server, &short).await;
+    w.unwrap();
+    // a refreshes in time; b does not.
+    let long = hs256(SECRET, &json!({"sub":"ann","exp":now()+3600,"rooms":["*"]}));
+    let ok = request(&mut a, json!({"op":"refresh","token":long,"id":"r"})).await;
+    assert_eq!(
+        (ok["op"].as_str(), ok["id"].as_str()),
+        (Some("ok"), Some("r")),
+        "{ok}"
+    );
+    assert!(ok["exp"].as_u64().unwrap() > now() + 3000);
+    assert_eq!(next(&mut b).await, Err(4002), "b's token expired");
+    assert_eq!(
+        request(&mut a, json!({"op":"ping","id":1})).await["op"],
+        "pong"
+    );
+    // A refresh that does not verify is refused; the old token stands.
+    let bad = request(&mut a, json!({"op":"refresh","token":"x.y.z","id":2})).await;
+    assert_eq!(bad["code"], "unauthorized");
+    // A refresh for someone else closes the connection.
+    let other = hs256(SECRET, &claims("mallory", &["*"]));
+    a.send(Message::Text(
+        json!({"op":"refresh","token":other}).to_string(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut a).await, Err(4003));
+    let stats = server.stats().await;
+    assert!(
+        stats["node"]["token_expiries"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_on_sighup_without_dropping_connections() {
+    let dir = std::env::temp_dir().join(format!("ringcast-rotate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "first-secret-0123456789abcdef\n").unwrap();
+    let server = Server::start(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-hmac-secret-file",
+        file.to_str().unwrap(),
+    ]);
+    let old = hs256("first-secret-0123456789abcdef", &claims("ann", &["*"]));
+    let (mut a, w) = log_in(&server, &old).await;
+    w.unwrap();
+    std::fs::write(&file, "second-secret-0123456789abcdef\n").unwrap();
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+    // New tokens verify with the new key (retry while the signal lands).
+    let new = hs256("second-secret-0123456789abcdef", &claims("bob", &["*"]));
+    let mut welcomed = false;
+    for _ in 0..100 {
+        if log_in(&server, &new).await.1.is_ok() {
+            welcomed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(welcomed, "the new key is in use");
+    assert_eq!(
+        log_in(&server, &old).await.1,
+        Err(4001),
+        "the old key is not"
+    );
+    // The connection made with the old key is still served.
+    assert_eq!(
+        request(&mut a, json!({"op":"ping","id":1})).await["op"],
+        "pong"
+    );
+}
+
+#[tokio::test]
+async fn no_token_in_time_or_anything_else_first_closes() {
+    let server = jwt_server(&["--auth-timeout-ms", "300"]);
+    let mut silent = open(&server, "").await;
+    assert_eq!(
+        next(&mut silent).await,
+        Err(4001),
+        "nothing within the timeout"
+    );
+    let mut eager = open(&server, "").await;
+    eager
+        .send(Message::Text(
+            json!({"op":"join","room":"lobby"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next(&mut eager).await,
+        Err(4001),
+        "a request before the token"
+    );
+}
+
+#[tokio::test]
+async fn a_flooder_is_rate_limited_and_others_are_not() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "5",
+        "--limits-publish-burst",
+        "5",
+        "--limits-rate-limited-close-ms",
+        "60000",
+    ]);
+    let mut flooder = Client::connect(&server, "flooder").await;
+    let mut calm = Client::connect(&server, "calm").await;
+    calm.join("room").await;
+    flooder
+        .send_burst((0..50).map(|i| json!({"op":"publish","room":"room","data":i,"id":i})))
+        .await;
+    let (mut ok, mut limited) = (0, 0);
+    while ok + limited < 50 {
+        let v = flooder.recv_main().await;
+        match v["op"].as_str() {
+            Some("ok") => ok += 1,
+            Some("error") => {
+                assert_eq!(v["code"], "rate_limited", "{v}");
+                assert!(v["retry_after_ms"].as_u64().unwrap() > 0, "{v}");
+                limited += 1;
+            }
+            _ => panic!("{v}"),
+        }
+    }
+    assert!(ok >= 5 && limited >= 40, "{ok} passed, {limited} limited");
+    // The calm member's own round trips go through.
+    for i in 0..3 {
+        calm.send(json!({"op":"publish","room":"room","data":"calm","id":i}))
+            .await;
+        loop {
+            let v = calm.recv_main().await;
+            if v["op"] == "ok" && v["id"] == i {
+                break;
+            }
+            assert_ne!(v["op"], "error", "{v}");
+        }
+    }
+    let stats = server.stats().await;
+    assert_eq!(errors_total(&stats, "rate_limited"), limited, "{stats}");
+}
+
+#[tokio::test]
+async fn a_connection_over_the_limit_for_long_is_closed() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "1",
+        "--limits-publish-burst",
+        "1",
+        "--limits-rate-limited-close-ms",
+        "200",
+    ]);
+    let mut c = Client::connect(&server, "flood").await;
+    let mut code = None;
+    for i in 0..200 {
+        if c.ws
+            .send(Message::Text(
+                json!({"op":"publish","room":"r","data":i}).to_string(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout(std::time::Duration::from_millis(1), c.ws.next()).await
+        {
+            if let Message::Close(f) = m {
+                code = f.map(|f| u16::from(f.code));
+            }
+        }
+        if code.is_some() {
+            break;
+        }
+    }
+    assert_eq!(code, Some(4029));
+}
+
+#[tokio::test]
+async fn origins_not_listed_get_403() {
+    let server = Server::start(&["--allowed-origins", "https://chat.example.com"]);
+    let status = |origin: Option<&'static str>| {
+        let addr = server.ws;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let origin = origin
+                .map(|o| format!("Origin: {o}\r\n"))
+                .unwrap_or_default();
+            let req = format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).await.unwrap();
+            String::from_utf8_lossy(&head).into_owned()
+        }
+    };
+    assert_eq!(
+        status(Some("https://chat.example.com")).await,
+        "HTTP/1.1 101"
+    );
+    assert_eq!(status(Some("https://evil.example")).await, "HTTP/1.1 403");
+    assert_eq!(status(Some("null")).await, "HTTP/1.1 403");
+    assert_eq!(status(None).await, "HTTP/1.1 101", "not a browser");
+}
+
+#[tokio::test]
+async fn the_admin_token_guards_everything_but_healthz() {
+    let server = Server::start(&["--admin-token", "t0ken"]);
+    assert_eq!(server.admin_get("/stats").await.0, 401);
+    assert_eq!(server.admin_get("/metrics").await.0, 401);
+    assert_eq!(server.admin_get("/healthz").await.0, 200);
+    let get = |auth: &'static str| {
+        let addr = server.admin;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(
+                format!("GET /stats HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            out
+        }
+    };
+    assert!(get("Bearer t0ken").await.starts_with("HTTP/1.1 200"));
+    assert!(get("Bearer wrong").await.starts_with("HTTP/1.1 401"));
+    assert!(get("t0ken").await.starts_with("HTTP/1.1 401"));
+}
+
+// ----- RESP ----------------------------------------------------------------------
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn resp_server() -> Server {
+    let backend = format!("backend/{}/news:*/news:eu", sha256_hex("b4ck"));
+    Server::start(&["--resp-requirepass", "pa55", "--resp-user", &backend])
+}
+
+async fn raw_resp(server: &Server, send: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(server.resp).await.unwrap();
+    s.write_all(send).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(WAIT, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn resp_needs_auth_and_checks_it_as_redis_does() {
+    let server = resp_server();
+    let out = raw_resp(
+        &server,
+        b"PING\r\nSUBSCRIBE news:eu\r\nAUTH nope\r\nAUTH pa55\r\nPING\r\n",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "-NOAUTH Authentication required.\r\n-NOAUTH Authentication required.\r\n\
+         -WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n+PONG\r\n"
+    );
+    let out = raw_resp(
+        &server,
+        b"HELLO 3\r\nHELLO 3 AUTH backend b4ck\r\nCLIENT GETNAME\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("-NOAUTH HELLO must be called with the client already authenticated"),
+        "{out}"
+    );
+    assert!(out.contains("%7\r\n$6\r\nserver\r\n$5\r\nredis"), "{out}");
+    assert!(
+        out.ends_with("$7\r\nbackend\r\n"),
+        "the user is the RESP user: {out}"
+    );
+    // Per-user channels.
+    let out = raw_resp(
+        &server,
+        b"AUTH backend b4ck\r\nPUBLISH news:us x\r\nPUBLISH news:eu x\r\nSUBSCRIBE sport\r\nSUBSCRIBE news:us\r\n",
+    )
+    .await;
+    assert_eq!(
+        out,
+        "+OK\r\n-NOPERM this user has no permissions to access one of the channels used as arguments\r\n\
+         :0\r\n-NOPERM this user has no permissions to access one of the channels used as arguments\r\n\
+         *3\r\n$9\r\nsubscribe\r\n$7\r\nnews:us\r\n:1\r\n"
+    );
+}
+
+#[tokio::test]
+async fn resp_auth_with_the_redis_crate_and_redis_cli() {
+    let server = resp_server();
+    // The redis crate, password only (RESP2) and user + password.
+    for url in [
+        format!("redis://:pa55@{}", server.resp),
+        format!("redis://backend:b4ck@{}", server.resp),
+    ] {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+        assert_eq!(pong, "PONG", "{url}");
+    }
+    let wrong = redis::Client::open(format!("redis://:wrong@{}", server.resp).as_str()).unwrap();
+    assert!(wrong.get_multiplexed_async_connection().await.is_err());
+    // A publish from the RESP user carries it as its user.
+    let mut w = Client::connect(&server, "watcher").await;
+    w.join("news:eu").await;
+    let client =
+        redis::Client::open(format!("redis://backend:b4ck@{}", server.resp).as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("news:eu")
+        .arg("hello")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(w.recv_op("message").await["user"], "backend");
+    if !have_tool("redis-cli", "redis-tools") {
+        return;
+    }
+    let port = server.resp.port().to_string();
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-a",
+            "pa55",
+            "--no-auth-warning",
+            "ping",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "PONG");
+    let out = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port, "ping"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("NOAUTH"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_passwords_resp_is_open_and_auth_says_so() {
+    let server = Server::start(&[]);
+    let out = raw_resp(&server, b"AUTH x\r\nPING\r\n").await;
+    assert_eq!(
+        out,
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n+PONG\r\n"
+    );
+}
