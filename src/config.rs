@@ -339,6 +339,11 @@ impl Config {
         );
         anyhow::ensure!(self.ring_capacity >= 16, "ring_capacity must be ≥ 16");
         anyhow::ensure!(
+            self.auth.mode == AuthMode::None || self.limits.max_info_bytes + 256 <= self.max_payload,
+            "limits.max_info_bytes must be at most max_payload - 256 = {} bytes, so that a presence event with it fits a frame",
+            self.max_payload.saturating_sub(256)
+        );
+        anyhow::ensure!(
             self.presence_interval_ms <= 60_000,
             "presence_interval_ms must be at most 60000"
         );

@@ -21,18 +21,28 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(Box<ringcast::config::ServeArgs>),
-    /// Check this host's kernel settings and limits against what ringcast needs.
+    /// Check this host's kernel settings and limits against what ringcast
+    /// needs, and the listeners the given config opens to a network.
     Doctor {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// The config (file and flags) as `serve` takes it.
+        #[command(flatten)]
+        serve: Box<ringcast::config::ServeArgs>,
     },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Doctor { json } => std::process::ExitCode::from(ringcast::doctor::run(json) as u8),
+        Command::Doctor { json, serve } => match ringcast::config::Config::load(&serve) {
+            Ok(cfg) => std::process::ExitCode::from(ringcast::doctor::run(json, &cfg) as u8),
+            Err(e) => {
+                eprintln!("ringcast: {e:#}");
+                std::process::ExitCode::from(2)
+            }
+        },
         Command::Serve(args) => {
             let cfg = match ringcast::config::Config::load(&args) {
                 Ok(cfg) => cfg,

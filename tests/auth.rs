@@ -437,6 +437,57 @@ async fn room_patterns_allow_and_deny() {
 }
 
 #[tokio::test]
+async fn info_is_shown_with_the_user_and_is_bounded() {
+    let server = jwt_server(&[
+        "--limits-max-info-bytes",
+        "64",
+        "--presence-interval-ms",
+        "0",
+    ]);
+    let mut with_info = claims("ann", &["lobby"]);
+    with_info["info"] = json!({"name": "Ann", "avatar": "/a.png"});
+    let (mut ann, w) = log_in(&server, &hs256(SECRET, &with_info)).await;
+    w.unwrap();
+    let (mut bob, w) = log_in(&server, &hs256(SECRET, &claims("bob", &["lobby"]))).await;
+    w.unwrap();
+    let join = json!({"op":"join","room":"lobby","id":1});
+    assert_eq!(request(&mut bob, join.clone()).await["op"], "ok");
+    assert_eq!(request(&mut ann, join).await["op"], "ok");
+    // Bob sees Ann arrive with her info.
+    let seen = loop {
+        let v = next(&mut bob).await.unwrap();
+        if v["op"] == "presence" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (&seen["user"], &seen["event"], &seen["info"]),
+        (
+            &json!("ann"),
+            &json!("join"),
+            &json!({"name": "Ann", "avatar": "/a.png"})
+        ),
+        "{seen}"
+    );
+    let members = request(&mut bob, json!({"op":"members","room":"lobby","id":2})).await;
+    assert_eq!(members["users"], json!(["ann", "bob"]), "{members}");
+    assert_eq!(
+        members["info"],
+        json!({"ann": {"name": "Ann", "avatar": "/a.png"}})
+    );
+    // Too big, or not an object: the token is refused.
+    let mut big = claims("cy", &["lobby"]);
+    big["info"] = json!({"bio": "x".repeat(100)});
+    assert_eq!(log_in(&server, &hs256(SECRET, &big)).await.1, Err(4001));
+    let mut not_object = claims("cy", &["lobby"]);
+    not_object["info"] = json!("Cy");
+    assert_eq!(
+        log_in(&server, &hs256(SECRET, &not_object)).await.1,
+        Err(4001)
+    );
+}
+
+#[tokio::test]
 async fn refresh_extends_and_expiry_closes() {
     let server = jwt_server(&["--auth-leeway-s", "0"]);
     // Expires in 2 s.

@@ -8,6 +8,8 @@
 //!   fd-limit raise `ringcast serve` does at start-up.
 //! - [`report`]: reads a `/proc` tree and judges every setting, then
 //!   estimates the concurrent connections the host allows as it is.
+//! - [`exposure`]: which configured listeners anyone on a network may use
+//!   without proving who they are (also the start-up warnings).
 //! - [`render`]: the table and the `--json` object.
 //!
 //! The report is built from a `/proc` root and a [`host::HostFacts`] value,
@@ -16,6 +18,7 @@
 //! Statuses: `ok`; `low` caps connections or breaks the server (exit 1);
 //! `warn` differs from the recommendation without capping anything.
 
+mod exposure;
 mod host;
 mod recommend;
 mod render;
@@ -25,14 +28,19 @@ mod tests;
 
 use std::path::Path;
 
+use crate::config::Config;
+
+pub use exposure::{exposures, Exposure};
 use host::HostFacts;
 use report::Report;
 
-/// Runs `ringcast doctor` on this host: prints the table (or one JSON object
-/// with `json`) to stdout and returns the exit code, 0 when nothing limits
-/// the server and 1 when something does.
-pub fn run(json: bool) -> i32 {
-    let report = Report::collect(Path::new("/proc"), &HostFacts::live());
+/// Runs `ringcast doctor` on this host for the server `cfg` describes:
+/// prints the table (or one JSON object with `json`) to stdout and returns
+/// the exit code, 0 when nothing limits the server and 1 when something
+/// does. An open listener is a `warn`: it does not limit the server.
+pub fn run(json: bool, cfg: &Config) -> i32 {
+    let mut report = Report::collect(Path::new("/proc"), &HostFacts::live());
+    report.checks.extend(exposure::checks(cfg));
     let out = if json {
         render::json(&report)
     } else {

@@ -124,21 +124,7 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
 /// Says so, loudly, when anyone who reaches a client port may speak as
 /// anyone: no authentication on a listener that is not loopback.
 fn warn_if_open(cfg: &Config, bound: &Bound) {
-    use crate::config::AuthMode;
-    if cfg.auth.mode == AuthMode::None && !bound.ws.ip().is_loopback() {
-        tracing::warn!(
-            ws = %bound.ws,
-            "auth.mode = \"none\" on a non-loopback WebSocket listener: anyone who reaches it may speak as anyone in any room; see docs/security.md"
-        );
-    }
-    let resp_open = cfg.resp_requirepass.is_empty() && cfg.resp_users.is_empty();
-    if resp_open && !bound.resp.ip().is_loopback() {
-        tracing::warn!(
-            resp = %bound.resp,
-            "RESP without resp_requirepass or resp_users on a non-loopback listener: anyone who reaches it may publish anywhere; see docs/security.md"
-        );
-    }
-    if cfg.admin_token.is_empty() && !bound.admin.ip().is_loopback() {
-        tracing::warn!(admin = %bound.admin, "the admin port is not on loopback and has no admin_token");
+    for e in doctor::exposures(cfg, bound.ws, bound.resp, bound.admin) {
+        tracing::warn!(addr = %e.addr, fix = e.fix, "{}; see docs/security.md", e.risk);
     }
 }

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::config::AuthMode;
 use crate::proto::chat::{self, Data};
 use crate::shard::home::{Fanout, NOBODY};
 use crate::shard::stats::unix_ms;
@@ -18,7 +19,7 @@ impl Shard {
         &self,
         room: &str,
         conn: u64,
-        user: &str,
+        user: (&str, Option<&str>),
         since: (Option<u64>, Option<u64>),
         reply: ReplyTo,
         join: u32,
@@ -142,7 +143,7 @@ impl Shard {
                     break;
                 };
                 if let [e] = events.as_slice() {
-                    let json = chat::presence(&room, &e.user, e.joined);
+                    let json = chat::presence(&room, &e.user, e.joined, e.info.as_deref());
                     let exclude = e.conn;
                     self.fan_out_event(
                         &room,
@@ -155,12 +156,22 @@ impl Shard {
                     continue;
                 }
                 // A user name is at most 64 bytes, so an event is under 128
-                // bytes of JSON: frames stay within max_payload, which every
-                // connection's outbound bound has room for.
-                let per_frame = (self.cfg.max_payload / 128).max(1);
+                // bytes of JSON and its info: frames stay within
+                // max_payload, which every connection's outbound bound has
+                // room for.
+                let info = match self.cfg.auth.mode {
+                    AuthMode::Jwt => self.cfg.limits.max_info_bytes,
+                    AuthMode::None => 0,
+                };
+                let per_event = 128 + info;
+                let per_frame = (self.cfg.max_payload / per_event).max(1);
                 for chunk in events.chunks(per_frame) {
-                    let json =
-                        chat::presence_batch(&room, chunk.iter().map(|e| (&*e.user, e.joined)));
+                    let json = chat::presence_batch(
+                        &room,
+                        chunk
+                            .iter()
+                            .map(|e| (&*e.user, e.joined, e.info.as_deref())),
+                    );
                     let targets = targets.clone();
                     self.fan_out_event(
                         &room,

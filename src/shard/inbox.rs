@@ -35,6 +35,7 @@ impl Shard {
                 room,
                 conn,
                 user,
+                info,
                 since,
                 epoch,
                 reply,
@@ -42,7 +43,7 @@ impl Shard {
             } => self.home_join(
                 room,
                 conn.to_native(),
-                user,
+                (user, info.as_deref()),
                 (
                     since.as_ref().map(|s| s.to_native()),
                     epoch.as_ref().map(|e| e.to_native()),

@@ -38,12 +38,15 @@ impl Shard {
             }
         }
         let user = conn.user().to_string();
+        let info =
+            conn.with_access(|a| a.as_ref().and_then(|a| a.info.as_deref().map(String::from)));
         self.dispatch(
             home_of(room.as_bytes(), self.count),
             &Wire::Join {
                 room: room.into(),
                 conn: conn.id,
                 user,
+                info,
                 since,
                 epoch,
                 reply,

@@ -85,6 +85,9 @@ pub enum Wire {
         conn: u64,
         /// Its user name.
         user: String,
+        /// The user's `info` (compact JSON object), shown in presence and
+        /// members.
+        info: Option<String>,
         /// Deliver retained messages after this seq first.
         since: Option<u64>,
         /// The room sequence `since` is of, if the client said.

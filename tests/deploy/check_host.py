@@ -88,9 +88,12 @@ expected = {
     "shards": 0, "ws": VARS["ringcast_ws"], "resp": VARS["ringcast_resp"], "admin": VARS["ringcast_admin"],
     "history": 256, "max_payload": VARS["ringcast_max_payload"], "max_rooms_per_conn": 1024,
     "max_members_per_room": 0, "outbound_limit": 1048576, "shutdown_timeout_ms": 5000, "log": "info",
+    "admin_token": VARS["ringcast_admin_token"], "limits": VARS["ringcast_limits"],
 }
 check("ringcast.toml has exactly the server's keys and the inventory's values", config == expected,
       f"{config}")
+check("ringcast.toml (it may hold secrets) is readable by the service's group only",
+      (os.stat("/etc/ringcast/ringcast.toml").st_mode & 0o777) == 0o640)
 check("ringcast.toml is not writable by the service user", (os.stat("/etc/ringcast/ringcast.toml").st_mode & 0o022) == 0
       and os.stat("/etc/ringcast/ringcast.toml").st_uid == 0)
 

@@ -85,7 +85,9 @@ cat > "$work/vars.json" <<JSON
   "ringcast_ws": "127.0.0.1:$ws_port",
   "ringcast_resp": "127.0.0.1:$resp_port",
   "ringcast_admin": "127.0.0.1:$admin_port",
-  "ringcast_max_payload": 65536
+  "ringcast_max_payload": 65536,
+  "ringcast_admin_token": "deploy-t0ken",
+  "ringcast_limits": {"publish_rate": 50, "max_message_chars": 1000}
 }
 JSON
 playbook() { ansible-playbook -i "$work/inventory.ini" -e "@$work/vars.json" site.yml "$@"; }

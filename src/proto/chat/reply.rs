@@ -149,43 +149,50 @@ pub fn message(room: &str, seq: u64, user: &str, ts: u64, data: Data<'_>) -> Vec
     out
 }
 
-/// `{"op":"presence","room":R,"user":U,"event":"join"|"leave"}`
-pub fn presence(room: &str, user: &str, joined: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + room.len() + user.len());
+/// `{"op":"presence","room":R,"user":U,"event":"join"|"leave"[,"info":{…}]}`;
+/// `info` (compact JSON, from the user's token) comes with joins.
+pub fn presence(room: &str, user: &str, joined: bool, info: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + user.len() + info.map_or(0, str::len));
     open(&mut out, "presence", None);
     field_room(&mut out, room);
     out.push(b',');
-    user_event(&mut out, user, joined);
+    user_event(&mut out, user, joined, info);
     out
 }
 
-/// `"user":U,"event":"join"|"leave"}`: the tail of a presence event.
-fn user_event(out: &mut Vec<u8>, user: &str, joined: bool) {
+/// `"user":U,"event":"join"|"leave"[,"info":{…}]}`: the tail of a presence
+/// event.
+fn user_event(out: &mut Vec<u8>, user: &str, joined: bool, info: Option<&str>) {
     out.extend_from_slice(b"\"user\":");
     push_str(out, user);
     out.extend_from_slice(if joined {
-        b",\"event\":\"join\"}"
+        b",\"event\":\"join\""
     } else {
-        b",\"event\":\"leave\"}"
+        b",\"event\":\"leave\""
     });
+    if let Some(info) = info {
+        out.extend_from_slice(b",\"info\":");
+        out.extend_from_slice(info.as_bytes());
+    }
+    out.push(b'}');
 }
 
 /// `{"op":"presence","room":R,"events":[{"user":U,"event":"join"|"leave"},…]}`:
-/// a batch of presence events `(user, joined)`, oldest first.
+/// a batch of presence events `(user, joined, info)`, oldest first.
 pub fn presence_batch<'e>(
     room: &str,
-    events: impl ExactSizeIterator<Item = (&'e str, bool)>,
+    events: impl ExactSizeIterator<Item = (&'e str, bool, Option<&'e str>)>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + room.len() + events.len() * 40);
     open(&mut out, "presence", None);
     field_room(&mut out, room);
     out.extend_from_slice(b",\"events\":[");
-    for (i, (user, joined)) in events.enumerate() {
+    for (i, (user, joined, info)) in events.enumerate() {
         if i > 0 {
             out.push(b',');
         }
         out.push(b'{');
-        user_event(&mut out, user, joined);
+        user_event(&mut out, user, joined, info);
     }
     out.extend_from_slice(b"]}");
     out
@@ -237,13 +244,15 @@ pub fn history<'m>(
     out
 }
 
-/// `{"op":"members","id":…,"room":R,"users":[…],"count":N[,"more":true]}`:
-/// one page of the room's distinct users, sorted; `count` is all of them,
-/// and `more` says a page follows (ask with `after` = the last user here).
-pub fn members<S: AsRef<str>>(
+/// `{"op":"members","id":…,"room":R,"users":[…],"count":N[,"info":{U:{…},…}][,"more":true]}`:
+/// one page of the room's distinct users `(user, info)`, sorted; `count`
+/// is all of them, and `more` says a page follows (ask with `after` = the
+/// last user here). `info` maps the users of the page whose token had one
+/// to it, and is left out when none did.
+pub fn members(
     id: Option<&str>,
     room: &str,
-    users: &[S],
+    users: &[(&str, Option<&str>)],
     count: usize,
     more: bool,
 ) -> Vec<u8> {
@@ -251,13 +260,31 @@ pub fn members<S: AsRef<str>>(
     open(&mut out, "members", id);
     field_room(&mut out, room);
     out.extend_from_slice(b",\"users\":[");
-    for (i, u) in users.iter().enumerate() {
+    for (i, (u, _)) in users.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        push_str(&mut out, u.as_ref());
+        push_str(&mut out, u);
     }
-    out.extend_from_slice(b"],\"count\":");
+    let mut with_info = users
+        .iter()
+        .filter_map(|(u, i)| Some((u, (*i)?)))
+        .peekable();
+    if with_info.peek().is_some() {
+        out.extend_from_slice(b"],\"info\":{");
+        for (n, (u, info)) in with_info.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            push_str(&mut out, u);
+            out.push(b':');
+            out.extend_from_slice(info.as_bytes());
+        }
+        out.push(b'}');
+    } else {
+        out.push(b']');
+    }
+    out.extend_from_slice(b",\"count\":");
     push_u64(&mut out, count as u64);
     if more {
         out.extend_from_slice(b",\"more\":true");
@@ -309,13 +336,20 @@ mod tests {
             Some(&json!("/wA="))
         );
         assert_eq!(
-            v(presence("r", "u", true)),
+            v(presence("r", "u", true, None)),
             json!({"op":"presence","room":"r","user":"u","event":"join"})
         );
         assert_eq!(
-            v(presence_batch("r", [("a", true), ("b", false)].into_iter())),
+            v(presence("r", "u", true, Some(r#"{"n":"U"}"#))),
+            json!({"op":"presence","room":"r","user":"u","event":"join","info":{"n":"U"}})
+        );
+        assert_eq!(
+            v(presence_batch(
+                "r",
+                [("a", true, Some("{}")), ("b", false, None)].into_iter()
+            )),
             json!({"op":"presence","room":"r","events":[
-                {"user":"a","event":"join"},{"user":"b","event":"leave"}]})
+                {"user":"a","event":"join","info":{}},{"user":"b","event":"leave"}]})
         );
         assert_eq!(
             v(typing("r", "u", false)),
@@ -336,11 +370,21 @@ mod tests {
             json!({"op":"history","room":"r","messages":[],"more":true})
         );
         assert_eq!(
-            v(members(None, "r", &["a", "b"], 2, false)),
+            v(members(None, "r", &[("a", None), ("b", None)], 2, false)),
             json!({"op":"members","room":"r","users":["a","b"],"count":2})
         );
         assert_eq!(
-            v(members(None, "r", &["a"], 5, true)),
+            v(members(
+                None,
+                "r",
+                &[("a", None), ("b", Some("[1]"))],
+                2,
+                false
+            )),
+            json!({"op":"members","room":"r","users":["a","b"],"info":{"b":[1]},"count":2})
+        );
+        assert_eq!(
+            v(members(None, "r", &[("a", None)], 5, true)),
             json!({"op":"members","room":"r","users":["a"],"count":5,"more":true})
         );
     }

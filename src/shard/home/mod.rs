@@ -141,12 +141,13 @@ impl Homes {
         room: &str,
         conn: u64,
         shard: usize,
-        user: &str,
+        (user, info): (&str, Option<&str>),
         (since, epoch): (Option<u64>, Option<u64>),
     ) -> JoinAnswer {
         let limits = self.limits;
         let r = self.room_mut(room, false);
-        let joined = r.join(conn, shard, user.into(), limits.max_members);
+        let info: Option<Rc<str>> = info.map(Into::into);
+        let joined = r.join_with(conn, shard, (user.into(), info.clone()), limits.max_members);
         let (recovered, backlog) = match (since, &joined) {
             (Some(since), Joined::New | Joined::Again) => {
                 // Whatever fits the reply budget, newest kept: a backlog
@@ -167,7 +168,15 @@ impl Homes {
         };
         let (seq, epoch) = (r.seq(), r.epoch());
         let presence = if joined == Joined::New {
-            self.offer_presence(room, conn, user.into(), true)
+            self.offer_presence(
+                room,
+                Event {
+                    conn,
+                    user: user.into(),
+                    joined: true,
+                    info,
+                },
+            )
         } else {
             None
         };
@@ -187,7 +196,15 @@ impl Homes {
         let left = r.leave(conn, shard);
         let vacant = r.is_vacant();
         let idle = r.member_count() == 0;
-        let presence = left.and_then(|user| self.offer_presence(room, conn, user, false));
+        let presence = left.and_then(|user| {
+            let event = Event {
+                conn,
+                user,
+                joined: false,
+                info: None,
+            };
+            self.offer_presence(room, event)
+        });
         if vacant {
             self.drop_room(room);
         } else if idle {
@@ -198,16 +215,9 @@ impl Homes {
 
     /// Passes a join or leave through the room's presence gate: what to
     /// send now, if anything (see [`presence`]).
-    fn offer_presence(
-        &mut self,
-        room: &str,
-        conn: u64,
-        user: Rc<str>,
-        joined: bool,
-    ) -> Option<Fanout> {
+    fn offer_presence(&mut self, room: &str, event: Event) -> Option<Fanout> {
         self.stats.presence_events.inc();
         let r = self.rooms.get_mut(room)?;
-        let event = Event { conn, user, joined };
         match r
             .presence
             .offer(event, Instant::now(), self.limits.presence_interval)
@@ -215,7 +225,7 @@ impl Homes {
             Offer::Now(e) => Some(Fanout {
                 targets: r.member_shards().collect(),
                 exclude: e.conn,
-                json: chat::presence(room, &e.user, e.joined),
+                json: chat::presence(room, &e.user, e.joined, e.info.as_deref()),
             }),
             Offer::Scheduled(due) => {
                 self.stats.presence_held.inc();
@@ -339,10 +349,15 @@ impl Homes {
         after: Option<&str>,
         limit: usize,
     ) -> Vec<u8> {
-        let (users, count, more) = self.rooms.get(room).map_or((Vec::new(), 0, false), |r| {
-            r.users(after, limit, self.limits.reply_budget)
-        });
-        chat::members(id, room, &users, count, more)
+        let Some(r) = self.rooms.get(room) else {
+            return chat::members(id, room, &[] as &[(&str, Option<&str>)], 0, false);
+        };
+        let (users, count, more) = r.users(after, limit, self.limits.reply_budget);
+        let page: Vec<(&str, Option<&str>)> = users
+            .iter()
+            .map(|u| (&**u, r.info_of(u).map(|i| &**i)))
+            .collect();
+        chat::members(id, room, &page, count, more)
     }
 
     /// A `history` reply: retained messages after `since`, oldest first,
@@ -406,7 +421,7 @@ mod tests {
         }
         assert_eq!((h.len(), h.retained()), (0, 0));
         // A room with a member stays, and keeps its sequence.
-        h.join("kept", 1, 0, "m", (None, None));
+        h.join("kept", 1, 0, ("m", None), (None, None));
         h.publish("kept", "u", Data::Json(b"1"), 0);
         assert_eq!(h.publish("kept", "u", Data::Json(b"1"), 0).seq, 2);
         assert_eq!(h.len(), 1);

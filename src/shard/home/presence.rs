@@ -27,6 +27,8 @@ pub struct Event {
     pub user: Rc<str>,
     /// Joined (true) or left.
     pub joined: bool,
+    /// A join's user `info`, if its token had one.
+    pub info: Option<Rc<str>>,
 }
 
 /// What to do with an event offered to a [`Gate`].
@@ -88,6 +90,7 @@ mod tests {
             conn,
             user: format!("u{conn}").into(),
             joined,
+            info: None,
         }
     }
 

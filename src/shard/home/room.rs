@@ -79,6 +79,9 @@ pub struct HomeRoom {
     /// Distinct user names of the members, sorted, each with its number of
     /// member connections: `members` requests page through it.
     users: BTreeMap<Rc<str>, u32>,
+    /// The `info` of member users whose token had one (the latest join's):
+    /// empty, and free, in rooms without it.
+    info: AHashMap<Rc<str>, Rc<str>>,
     /// Member connections per shard, indexed by shard id.
     per_shard: SmallVec<[u32; 8]>,
     /// Join and leave events on their way to the members.
@@ -109,6 +112,7 @@ impl HomeRoom {
             capacity,
             members: AHashMap::new(),
             users: BTreeMap::new(),
+            info: AHashMap::new(),
             per_shard: SmallVec::from_elem(0, shards),
             presence: Gate::default(),
         }
@@ -126,11 +130,25 @@ impl HomeRoom {
 
     /// Adds a member connection; `max_members` of 0 means unlimited.
     pub fn join(&mut self, conn: u64, shard: usize, user: Rc<str>, max_members: usize) -> Joined {
+        self.join_with(conn, shard, (user, None), max_members)
+    }
+
+    /// [`join`](Self::join), with the user's `info` to show in `members`.
+    pub fn join_with(
+        &mut self,
+        conn: u64,
+        shard: usize,
+        (user, info): (Rc<str>, Option<Rc<str>>),
+        max_members: usize,
+    ) -> Joined {
         if self.members.contains_key(&conn) {
             return Joined::Again;
         }
         if max_members > 0 && self.members.len() >= max_members {
             return Joined::Full;
+        }
+        if let Some(info) = info {
+            self.info.insert(user.clone(), info);
         }
         *self.users.entry(user.clone()).or_insert(0) += 1;
         self.members.insert(conn, user);
@@ -146,6 +164,7 @@ impl HomeRoom {
             *n -= 1;
             if *n == 0 {
                 self.users.remove(&user);
+                self.info.remove(&user);
             }
         }
         Some(user)
@@ -228,9 +247,14 @@ impl HomeRoom {
         self.members.len()
     }
 
+    /// The `info` a member user joined with, if any.
+    pub fn info_of(&self, user: &str) -> Option<&Rc<str>> {
+        self.info.get(user)
+    }
+
     /// Up to `limit` distinct user names of the members after `after`,
-    /// sorted, within `budget` bytes of JSON; the number of distinct users;
-    /// whether more follow.
+    /// sorted, within `budget` bytes of JSON (with their `info`); the
+    /// number of distinct users; whether more follow.
     pub fn users(
         &self,
         after: Option<&str>,
@@ -251,7 +275,7 @@ impl HomeRoom {
         for u in it.by_ref() {
             // A name is at most 64 bytes; escaped, quoted and separated, at
             // most 6 bytes each plus 3.
-            used += u.len() * 6 + 3;
+            used += u.len() * 6 + 3 + self.info.get(&u).map_or(0, |i| u.len() * 6 + i.len() + 4);
             if page.len() == limit || used > budget {
                 more = true;
                 break;
