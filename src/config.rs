@@ -166,6 +166,41 @@ settings! {
 }
 
 settings! {
+    /// `[cluster]`: many nodes sharing rooms through one Redis.
+    pub struct ClusterConfig, flags ClusterFlags {
+        /// `redis://[user:password@]host:port[/db]` of the Redis the nodes
+        /// share; empty = a single node, no Redis anywhere.
+        redis: String = String::new(), flag cluster_redis [value_name = "URL"];
+        /// The cluster's name: every key and channel starts with it, so
+        /// clusters can share a Redis.
+        prefix: String = "ringcast".into(), flag cluster_prefix [value_name = "NAME"];
+        /// This node's name in logs and Redis client names (empty = the
+        /// host name and process id).
+        node_name: String = String::new(), flag cluster_node_name [value_name = "NAME"];
+        /// A room's history in Redis expires this long after its last
+        /// message, in seconds (0 = never).
+        history_ttl_s: u64 = 86_400, flag cluster_history_ttl_s [value_name = "S"];
+        /// A room's sequence (epoch and last seq) expires this long after
+        /// its last message or join, in seconds (0 = never); at least
+        /// `history_ttl_s`.
+        meta_ttl_s: u64 = 7 * 86_400, flag cluster_meta_ttl_s [value_name = "S"];
+        /// A node's members of a room are dropped from the cluster's
+        /// member lists this long after the node was last heard from (its
+        /// heartbeat comes every third of it), in ms.
+        presence_ttl_ms: u64 = 15_000, flag cluster_presence_ttl_ms [value_name = "MS"];
+        /// How often each active room's position in Redis is compared with
+        /// what this node delivered, to find losses no later message shows
+        /// (ms; rooms that got a message since the last check are skipped).
+        position_check_ms: u64 = 5_000, flag cluster_position_check_ms [value_name = "MS"];
+        /// Connecting to Redis gives up after this long, in ms; then it is
+        /// retried with backoff (at most `reconnect_max_ms` apart).
+        connect_timeout_ms: u64 = 2_000, flag cluster_connect_timeout_ms [value_name = "MS"];
+        /// The longest wait between reconnect attempts, in ms.
+        reconnect_max_ms: u64 = 5_000, flag cluster_reconnect_max_ms [value_name = "MS"];
+    }
+}
+
+settings! {
     /// `[limits]`: how fast one WebSocket client may act, and how big.
     pub struct LimitsConfig, flags LimitsFlags {
         /// Publishes and typing events per second one WebSocket connection
@@ -283,6 +318,44 @@ settings! {
         auth: AuthConfig, flags AuthFlags;
         /// `[limits]`
         limits: LimitsConfig, flags LimitsFlags;
+        /// `[cluster]`
+        cluster: ClusterConfig, flags ClusterFlags;
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is part of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.redis.is_empty()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            !self.prefix.is_empty()
+                && !self.prefix.contains(['{', '}'])
+                && !self.prefix.bytes().any(|b| b.is_ascii_whitespace()),
+            "cluster.prefix must be a non-empty name without braces or spaces"
+        );
+        anyhow::ensure!(
+            self.meta_ttl_s == 0 || (self.history_ttl_s != 0 && self.meta_ttl_s >= self.history_ttl_s),
+            "cluster.meta_ttl_s must be 0 or at least cluster.history_ttl_s (a room's sequence must outlive its history)"
+        );
+        anyhow::ensure!(
+            self.presence_ttl_ms >= 300,
+            "cluster.presence_ttl_ms must be at least 300"
+        );
+        anyhow::ensure!(
+            self.position_check_ms >= 100,
+            "cluster.position_check_ms must be at least 100"
+        );
+        anyhow::ensure!(
+            self.connect_timeout_ms >= 1 && self.reconnect_max_ms >= 1,
+            "cluster.connect_timeout_ms and cluster.reconnect_max_ms must be at least 1"
+        );
+        Ok(())
     }
 }
 
@@ -338,6 +411,7 @@ impl Config {
             2 * (self.max_payload + 4096)
         );
         anyhow::ensure!(self.ring_capacity >= 16, "ring_capacity must be ≥ 16");
+        self.cluster.validate()?;
         anyhow::ensure!(
             self.auth.mode == AuthMode::None || self.limits.max_info_bytes + 256 <= self.max_payload,
             "limits.max_info_bytes must be at most max_payload - 256 = {} bytes, so that a presence event with it fits a frame",

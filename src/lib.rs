@@ -13,7 +13,10 @@
 //! - [`shard`]: one shard's chat state — the frames between shards and the
 //!   mesh they travel, the rooms homed here (sequence, history, members,
 //!   presence, retention), delivery to local members, the flusher, and the
-//!   per-shard counters.
+//!   per-shard counters; in cluster mode, a room's home also relays it
+//!   through Redis.
+//! - [`cluster`]: cluster mode's plain parts — the pipelined, reconnecting
+//!   Redis link each shard owns, the Lua scripts, key names, channel frames.
 //! - [`conn`]: protocol-agnostic connection I/O — the bounded outbound
 //!   queue, reply order, reads, the io_uring send ring and file table.
 //! - [`access`]: identity and access, no I/O — token and password checks,
@@ -35,6 +38,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod doctor;

@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["admin", "doctor"],
     &["session"],
     &["shard"],
+    &["cluster"],
     &["conn"],
     &["access"],
     &["proto"],

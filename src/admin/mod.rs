@@ -33,8 +33,11 @@ pub struct Admin {
     pub shards: Vec<Arc<ShardStats>>,
     /// When the server started.
     pub started: Instant,
-    /// The bearer token every route but `/healthz` needs, if set.
+    /// The bearer token every route but `/healthz` and `/readyz` needs,
+    /// if set.
     pub token: Option<String>,
+    /// Cluster mode: `/readyz` also needs every shard's Redis links up.
+    pub clustered: bool,
 }
 
 /// Counts a connection being served for as long as it lives.
@@ -65,17 +68,25 @@ impl Admin {
             ),
             "/healthz" if stats::healthy(shards) => Response::text(200, "ok\n"),
             "/healthz" => Response::text(503, "a shard has not answered within 1 s\n"),
-            _ => Response::text(404, "not found: try /stats, /metrics or /healthz\n"),
+            "/readyz" => match stats::ready(shards, self.clustered) {
+                Ok(()) => Response::text(200, "ready\n"),
+                Err(why) => Response::text(503, &format!("{why}\n")),
+            },
+            _ => Response::text(
+                404,
+                "not found: try /stats, /metrics, /healthz or /readyz\n",
+            ),
         }
     }
 
-    /// True when the request may see `path`: `/healthz` always (load
-    /// balancers), the rest with the admin token when one is set.
+    /// True when the request may see `path`: `/healthz` and `/readyz`
+    /// always (load balancers), the rest with the admin token when one is
+    /// set.
     fn authorized(&self, req: &http::Request) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
-        if req.path == "/healthz" {
+        if req.path == "/healthz" || req.path == "/readyz" {
             return true;
         }
         let given = req

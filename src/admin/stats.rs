@@ -152,6 +152,66 @@ const FIELDS: &[Field] = &[
         false,
         |s| s.send_errors.get(),
     ),
+    (
+        "redis_links_up",
+        "Cluster mode: this shard's Redis links that are up (0-2)",
+        true,
+        |s| s.redis_links_up.get(),
+    ),
+    (
+        "redis_commands",
+        "Cluster mode: commands sent to Redis",
+        false,
+        |s| s.redis_commands.get(),
+    ),
+    (
+        "redis_errors",
+        "Cluster mode: Redis error replies and commands lost with their connection",
+        false,
+        |s| s.redis_errors.get(),
+    ),
+    (
+        "redis_reconnects",
+        "Cluster mode: Redis connections made again after a loss",
+        false,
+        |s| s.redis_reconnects.get(),
+    ),
+    (
+        "cluster_rooms",
+        "Cluster mode: rooms this shard follows on Redis",
+        true,
+        |s| s.cluster_rooms.get(),
+    ),
+    (
+        "cluster_gap_fills",
+        "Cluster mode: fetches that filled a gap in a room's channel",
+        false,
+        |s| s.cluster_gap_fills.get(),
+    ),
+    (
+        "cluster_position_fills",
+        "Cluster mode: position checks that found a room ahead of this node",
+        false,
+        |s| s.cluster_position_fills.get(),
+    ),
+    (
+        "cluster_epoch_changes",
+        "Cluster mode: rooms whose sequence restarted in Redis",
+        false,
+        |s| s.cluster_epoch_changes.get(),
+    ),
+    (
+        "cluster_messages_lost",
+        "Cluster mode: messages gone from Redis before this node delivered them",
+        false,
+        |s| s.cluster_messages_lost.get(),
+    ),
+    (
+        "cluster_frames_dropped",
+        "Cluster mode: channel frames of a format this version does not read",
+        false,
+        |s| s.cluster_frames_dropped.get(),
+    ),
 ];
 
 fn shard_json(id: usize, s: &ShardStats, now_ms: u64, uptime_s: u64) -> Value {
@@ -247,6 +307,29 @@ pub fn metrics(shards: &[Arc<ShardStats>], uptime_s: u64) -> String {
     }
     let _ = writeln!(out, "# HELP ringcast_uptime_seconds Seconds since start.\n# TYPE ringcast_uptime_seconds gauge\nringcast_uptime_seconds {uptime_s}");
     out
+}
+
+/// `/readyz`: healthy, and in cluster mode every shard's links to Redis
+/// up (it can take requests that need Redis); or why not.
+pub fn ready(shards: &[Arc<ShardStats>], clustered: bool) -> Result<(), String> {
+    if !healthy(shards) {
+        return Err("a shard has not answered within 1 s".into());
+    }
+    if clustered {
+        let down: Vec<String> = shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.redis_links_up.get() < 2)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        if !down.is_empty() {
+            return Err(format!(
+                "redis is unreachable from shard(s) {}",
+                down.join(", ")
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every shard's event loop ticked within the last second.

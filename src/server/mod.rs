@@ -51,6 +51,11 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         admin: admin_listener.local_addr()?,
     };
     let stats: Vec<Arc<ShardStats>> = (0..n).map(|_| Arc::new(ShardStats::default())).collect();
+    // Healthy from the start: a shard thread still starting is not one
+    // that stopped answering.
+    for s in &stats {
+        s.heartbeat_ms.set(crate::shard::stats::unix_ms());
+    }
     let listeners: Mutex<Vec<Option<(StdListener, StdListener)>>> =
         Mutex::new(ws.into_iter().zip(resp).map(Some).collect());
     let shard_stats = stats.clone();
@@ -61,6 +66,7 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         cfg.limits.handshakes_per_ip_per_s,
     ));
     let authority = Arc::new(Authority::new(&cfg)?);
+    let node = crate::cluster::Node::new(&cfg.cluster)?.map(Arc::new);
     let reload = authority.clone();
     warn_if_open(&cfg, &bound);
     let handle = shards::launch(&scfg, move |shard| {
@@ -68,7 +74,7 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
             .take()
             .expect("each shard takes its listeners once");
         let stats = shard_stats[shard.id].clone();
-        let shared = (admission.clone(), authority.clone());
+        let shared = (admission.clone(), authority.clone(), node.clone());
         run::run_shard(shard, shard_cfg.clone(), stats, shared, (ws, resp))
     })?;
     match &handle.fallback_reason {
@@ -81,6 +87,7 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
         shards: stats,
         started: Instant::now(),
         token: (!cfg.admin_token.is_empty()).then(|| cfg.admin_token.clone()),
+        clustered: cfg.cluster.enabled(),
     };
     std::thread::Builder::new()
         .name("admin".into())

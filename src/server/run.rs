@@ -10,6 +10,7 @@ use monoio::io::{CancelHandle, Canceller};
 use monoio::net::TcpListener;
 
 use crate::access::Authority;
+use crate::cluster::Node;
 use crate::config::Config;
 use crate::conn::io::yield_now;
 use crate::session;
@@ -25,7 +26,7 @@ pub(super) async fn run_shard(
     runtime: shards::Shard,
     cfg: Arc<Config>,
     stats: Arc<ShardStats>,
-    shared: (Arc<Admission>, Arc<Authority>),
+    shared: (Arc<Admission>, Arc<Authority>, Option<Arc<Node>>),
     (ws, resp): (StdListener, StdListener),
 ) {
     stats

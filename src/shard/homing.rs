@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::config::AuthMode;
 use crate::proto::chat::{self, Data};
-use crate::shard::home::{Fanout, NOBODY};
+use crate::shard::home::{Fanout, Sequenced, NOBODY};
 use crate::shard::stats::unix_ms;
 use crate::shard::wire::{code, shard_of, ReplyTo, Wire};
 
@@ -24,6 +24,9 @@ impl Shard {
         reply: ReplyTo,
         join: u32,
     ) {
+        if self.clustered() {
+            return self.relay_join(room, conn, user, since, reply, join);
+        }
         let shard = shard_of(conn);
         let answer = self.homes.borrow_mut().join(room, conn, shard, user, since);
         if let Some(event) = answer.presence {
@@ -50,7 +53,10 @@ impl Shard {
     pub(super) fn home_leave(&self, room: &str, conn: u64) {
         let presence = self.homes.borrow_mut().leave(room, conn, shard_of(conn));
         if let Some(event) = presence {
-            self.fan_out_event(room, event);
+            self.fan_out_presence(room, event);
+        }
+        if self.clustered() {
+            self.relay_leave(room, conn);
         }
     }
 
@@ -63,19 +69,16 @@ impl Shard {
         raw: bool,
         reply: ReplyTo,
     ) {
+        if self.clustered() {
+            return self.relay_publish(room, conn, (user, data, raw), reply);
+        }
         let data = if raw {
             Data::Raw(data)
         } else {
             Data::Json(data)
         };
         let msg = self.homes.borrow_mut().publish(room, user, data, unix_ms());
-        let deliver = Wire::Deliver {
-            room: room.into(),
-            seq: msg.seq,
-            json: msg.json.to_vec(),
-            resp: msg.resp.to_vec(),
-        };
-        self.fan_out(&msg.targets, &deliver);
+        self.deliver(room, &msg);
         let ack = Wire::PublishAck {
             room: room.into(),
             conn,
@@ -87,11 +90,25 @@ impl Shard {
         self.dispatch(shard_of(conn), &ack);
     }
 
+    /// Sends a sequenced message to the room's member shards.
+    pub(super) fn deliver(&self, room: &str, msg: &Sequenced) {
+        let deliver = Wire::Deliver {
+            room: room.into(),
+            seq: msg.seq,
+            json: msg.json.to_vec(),
+            resp: msg.resp.to_vec(),
+        };
+        self.fan_out(&msg.targets, &deliver);
+    }
+
     pub(super) fn home_typing(&self, room: &str, conn: u64, user: &str, state: bool) {
         let Some(targets) = self.homes.borrow().member_shards(room) else {
             return;
         };
         let json = chat::typing(room, user, state);
+        if self.clustered() {
+            self.relay_event(room, true, &json);
+        }
         self.fan_out_event(
             room,
             Fanout {
@@ -110,6 +127,9 @@ impl Shard {
         after: Option<&str>,
         limit: u32,
     ) {
+        if self.clustered() {
+            return self.relay_members(room, conn, id, after, limit);
+        }
         let json = self.homes.borrow().members(id, room, after, limit as usize);
         self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
     }
@@ -122,6 +142,9 @@ impl Shard {
         since: u64,
         limit: u32,
     ) {
+        if self.clustered() {
+            return self.relay_history(room, conn, id, since, limit);
+        }
         let json = self.homes.borrow().history(id, room, since, limit as usize);
         self.dispatch(shard_of(conn), &Wire::Reply { conn, json });
     }
@@ -145,7 +168,7 @@ impl Shard {
                 if let [e] = events.as_slice() {
                     let json = chat::presence(&room, &e.user, e.joined, e.info.as_deref());
                     let exclude = e.conn;
-                    self.fan_out_event(
+                    self.fan_out_presence(
                         &room,
                         Fanout {
                             targets,
@@ -173,7 +196,7 @@ impl Shard {
                             .map(|e| (&*e.user, e.joined, e.info.as_deref())),
                     );
                     let targets = targets.clone();
-                    self.fan_out_event(
+                    self.fan_out_presence(
                         &room,
                         Fanout {
                             targets,

@@ -139,6 +139,12 @@ impl Shard {
                 (epoch.to_native(), seq.to_native()),
                 receivers.to_native(),
             ),
+            ArchivedWire::Refused {
+                room,
+                conn,
+                reply,
+                error,
+            } => self.on_refused(room, conn.to_native(), reply, *error),
             ArchivedWire::Reply { conn, json } => self.on_reply(conn.to_native(), json),
             _ => {}
         }
@@ -146,7 +152,7 @@ impl Shard {
 }
 
 /// The reply address of a request, to carry on to its answer.
-fn owned(reply: &ArchivedReplyTo) -> ReplyTo {
+pub(super) fn owned(reply: &ArchivedReplyTo) -> ReplyTo {
     match reply {
         ArchivedReplyTo::Ws(id) => ReplyTo::Ws(id.as_ref().map(|s| s.as_str().into())),
         ArchivedReplyTo::Resp { ticket, count } => ReplyTo::Resp {

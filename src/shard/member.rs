@@ -84,16 +84,11 @@ impl Shard {
             .iter()
             .find(|(r, j)| &**r == room && *j == join)
             .map(|(r, _)| r.clone());
-        if error == code::ROOM_FULL {
+        if error != code::OK {
             if current.is_some() {
                 conn.rooms.borrow_mut().retain(|(r, _)| &**r != room);
             }
-            let max = self.cfg.max_members_per_room;
-            let err = ApiError::new(
-                Code::RoomFull,
-                format!("room {room} has reached its limit of {max} members"),
-            );
-            return self.answer_error(&conn, reply, &err);
+            return self.answer_error(&conn, reply, &self.refusal(room, error));
         }
         let is_new = current.is_some_and(|room_rc| {
             let mut local = self.local.borrow_mut();
@@ -152,6 +147,30 @@ impl Shard {
         );
     }
 
+    /// A request its room's home could not serve.
+    pub(super) fn on_refused(&self, room: &str, conn: u64, reply: &ArchivedReplyTo, error: u8) {
+        if let Some(conn) = self.conn(conn) {
+            self.answer_error(&conn, reply, &self.refusal(room, error));
+        }
+    }
+
+    /// The error a home's [`code`] stands for.
+    fn refusal(&self, room: &str, error: u8) -> ApiError {
+        match error {
+            code::ROOM_FULL => {
+                let max = self.cfg.max_members_per_room;
+                ApiError::new(
+                    Code::RoomFull,
+                    format!("room {room} has reached its limit of {max} members"),
+                )
+            }
+            _ => ApiError::new(
+                Code::Unavailable,
+                "the cluster's Redis is unreachable; try again".to_owned(),
+            ),
+        }
+    }
+
     pub(super) fn on_reply(&self, conn: u64, json: &[u8]) {
         if let Some(conn) = self.conn(conn) {
             self.reply_json(&conn, json);
@@ -186,7 +205,15 @@ impl Shard {
             conn,
             reply,
             |id| chat::error(id, err.code.as_str(), &err.message),
-            |_, _| resp::error_frame(&format!("ERR {}", err.message)),
+            |_, _| {
+                // Redis Cluster's word for "not now": clients retry on it.
+                let prefix = if err.code == Code::Unavailable {
+                    "TRYAGAIN"
+                } else {
+                    "ERR"
+                };
+                resp::error_frame(&format!("{prefix} {}", err.message))
+            },
         );
     }
 

@@ -46,6 +46,8 @@ mod homing;
 mod inbox;
 mod member;
 mod output;
+mod relay;
+mod relay_upkeep;
 mod requests;
 mod shutdown;
 mod sweep;
@@ -60,6 +62,7 @@ use ahash::AHashMap;
 use bytes::Bytes;
 
 use crate::access::Authority;
+use crate::cluster::Node;
 use crate::config::Config;
 use crate::conn::sendring::SendRing;
 use crate::conn::Conn;
@@ -107,6 +110,8 @@ pub struct Shard {
     /// Connections whose client stopped sending, waiting for what they are
     /// owed to be written; woken after each flush.
     finishing: RefCell<Vec<Waker>>,
+    /// Cluster mode: this shard's links to Redis and the rooms it follows.
+    relay: Option<relay::Relay>,
 }
 
 /// A connection admitted on a shard: the shard, and the place the
@@ -155,7 +160,7 @@ impl Shard {
         count: usize,
         cfg: Arc<Config>,
         stats: Arc<ShardStats>,
-        (admission, authority): (Arc<Admission>, Arc<Authority>),
+        (admission, authority, node): (Arc<Admission>, Arc<Authority>, Option<Arc<Node>>),
         outbox: shards::Outbox,
     ) -> Rc<Self> {
         let limits = Limits {
@@ -167,7 +172,13 @@ impl Shard {
             // it a slow consumer.
             reply_budget: cfg.outbound_limit / 2,
         };
+        let relay = node.map(|node| {
+            // A reply holds a page of messages of up to max_payload each.
+            let max_bulk = cfg.max_payload + 64 * 1024;
+            relay::Relay::new(node, id, cfg.history, max_bulk)
+        });
         Rc::new(Self {
+            relay,
             id,
             count,
             mesh: Rc::new(Mesh::new(
@@ -214,6 +225,20 @@ impl Shard {
         monoio::spawn(self.mesh.clone().run_unpause());
         monoio::spawn(self.clone().run_presence());
         monoio::spawn(self.clone().run_sweep());
+        if self.relay.is_some() {
+            self.spawn_relay();
+        }
+    }
+
+    /// Whether this node is part of a cluster.
+    pub fn clustered(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Cluster mode: whether both Redis links are up (requests that need
+    /// Redis are taken).
+    pub fn cluster_ready(&self) -> bool {
+        self.relay.as_ref().is_none_or(relay::Relay::is_up)
     }
 
     /// Sends a frame to shard `to`; handled at once when that is this one.

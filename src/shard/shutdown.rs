@@ -49,6 +49,8 @@ impl Shard {
         for conn in &conns {
             conn.shut_down();
         }
+        // This node's members leave Redis now, not when its lease runs out.
+        self.leave_cluster().await;
     }
 
     /// A connection finished writing or went: a shutdown waiting for the

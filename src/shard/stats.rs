@@ -76,11 +76,13 @@ pub enum ErrorKind {
     Forbidden,
     /// A request over a rate limit.
     RateLimited,
+    /// A request that needed Redis (cluster mode) while it was unreachable.
+    Unavailable,
 }
 
 impl ErrorKind {
     /// Every kind, in display order.
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::BadHandshake,
         ErrorKind::BadFrame,
         ErrorKind::BadUtf8,
@@ -94,6 +96,7 @@ impl ErrorKind {
         ErrorKind::Unauthorized,
         ErrorKind::Forbidden,
         ErrorKind::RateLimited,
+        ErrorKind::Unavailable,
     ];
 
     /// snake_case name used in /stats and /metrics.
@@ -112,6 +115,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Unavailable => "unavailable",
         }
     }
 }
@@ -128,6 +132,7 @@ impl From<Code> for ErrorKind {
             Code::Forbidden => ErrorKind::Forbidden,
             Code::RateLimited => ErrorKind::RateLimited,
             Code::Unauthorized => ErrorKind::Unauthorized,
+            Code::Unavailable => ErrorKind::Unavailable,
         }
     }
 }
@@ -193,13 +198,38 @@ pub struct ShardStats {
     /// WebSocket connections closed (4002) when their token expired.
     pub token_expiries: Counter,
     /// Protocol errors, indexed like [`ErrorKind::ALL`].
-    pub errors: [Counter; 13],
+    pub errors: [Counter; 14],
     /// Unix milliseconds of the shard's last heartbeat.
     pub heartbeat_ms: Counter,
     /// The core the shard is pinned to, plus one (0 = unpinned).
     pub core_plus_one: Counter,
     /// 1 when the shard runs on io_uring, 0 for epoll.
     pub io_uring: Counter,
+    /// Cluster mode: this shard's Redis links that are up, 0 to 2 (gauge).
+    pub redis_links_up: Counter,
+    /// Cluster mode: commands sent to Redis.
+    pub redis_commands: Counter,
+    /// Cluster mode: Redis error replies, and commands whose connection
+    /// failed before their reply.
+    pub redis_errors: Counter,
+    /// Cluster mode: connections to Redis made again after a loss.
+    pub redis_reconnects: Counter,
+    /// Cluster mode: fetches that brought messages the room's channel had
+    /// not (a gap in seq).
+    pub cluster_gap_fills: Counter,
+    /// Cluster mode: position checks that found the room ahead of what
+    /// this node delivered.
+    pub cluster_position_fills: Counter,
+    /// Cluster mode: rooms whose sequence restarted in Redis (history
+    /// lost), members told.
+    pub cluster_epoch_changes: Counter,
+    /// Cluster mode: messages gone from Redis before this node delivered
+    /// them (trimmed or expired), members told.
+    pub cluster_messages_lost: Counter,
+    /// Cluster mode: rooms this shard follows on Redis (gauge).
+    pub cluster_rooms: Counter,
+    /// Cluster mode: frames on a room channel this version does not read.
+    pub cluster_frames_dropped: Counter,
 }
 
 impl ShardStats {

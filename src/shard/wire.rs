@@ -45,6 +45,8 @@ pub mod code {
     pub const OK: u8 = 0;
     /// The room has `max_members_per_room` members already.
     pub const ROOM_FULL: u8 = 1;
+    /// Cluster mode: Redis is unreachable.
+    pub const UNAVAILABLE: u8 = 2;
 }
 
 /// Where a home's answer goes back to and how it is worded: the request
@@ -211,6 +213,31 @@ pub enum Wire {
         seq: u64,
         /// Member connections of the room when it was sequenced.
         receivers: u32,
+    },
+    /// A request the home could not serve (cluster mode: Redis is
+    /// unreachable), for the requester's shard to answer with an error.
+    Refused {
+        /// Room name.
+        room: String,
+        /// The requesting connection.
+        conn: u64,
+        /// Where the answer goes.
+        reply: ReplyTo,
+        /// [`code`] of the answer.
+        error: u8,
+    },
+    /// Cluster mode: one message as nodes publish it to each other, the
+    /// body of what a room's channel and stream carry (its seq and epoch
+    /// travel in the channel's header and the stream's entry id).
+    Message {
+        /// Its user name.
+        user: String,
+        /// Unix milliseconds when the publishing node's home took it.
+        ts: u64,
+        /// Compact JSON of `data` (WebSocket), or raw bytes (RESP).
+        data: Vec<u8>,
+        /// True when `data` is raw bytes rather than JSON.
+        raw: bool,
     },
     /// A ready-made JSON reply for one connection.
     Reply {

@@ -198,6 +198,34 @@ pub fn presence_batch<'e>(
     out
 }
 
+/// `{"op":"reset","room":R,"epoch":E}`: cluster mode, the room's sequence
+/// restarted under `epoch` (its history in Redis was lost); messages go on
+/// from seq 1 of it.
+pub fn reset(room: &str, epoch: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len());
+    open(&mut out, "reset", None);
+    field_room(&mut out, room);
+    field_epoch(&mut out, epoch);
+    out.push(b'}');
+    out
+}
+
+/// `{"op":"gap","room":R,"epoch":E,"from":F,"to":T}`: cluster mode,
+/// messages `from..=to` of the room are gone (trimmed from its history
+/// before this node could deliver them); messages go on after `to`.
+pub fn gap(room: &str, epoch: u64, from: u64, to: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(96 + room.len());
+    open(&mut out, "gap", None);
+    field_room(&mut out, room);
+    field_epoch(&mut out, epoch);
+    out.extend_from_slice(b",\"from\":");
+    push_u64(&mut out, from);
+    out.extend_from_slice(b",\"to\":");
+    push_u64(&mut out, to);
+    out.push(b'}');
+    out
+}
+
 /// `{"op":"typing","room":R,"user":U,"state":bool}`
 pub fn typing(room: &str, user: &str, state: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + room.len() + user.len());
@@ -350,6 +378,14 @@ mod tests {
             )),
             json!({"op":"presence","room":"r","events":[
                 {"user":"a","event":"join","info":{}},{"user":"b","event":"leave"}]})
+        );
+        assert_eq!(
+            v(reset("r", 1)),
+            json!({"op":"reset","room":"r","epoch":"0000000000000001"})
+        );
+        assert_eq!(
+            v(gap("r", 1, 5, 9)),
+            json!({"op":"gap","room":"r","epoch":"0000000000000001","from":5,"to":9})
         );
         assert_eq!(
             v(typing("r", "u", false)),

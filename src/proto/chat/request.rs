@@ -100,6 +100,8 @@ pub enum Code {
     RateLimited,
     /// A token that does not verify (a refresh or a room token).
     Unauthorized,
+    /// Cluster mode: Redis, which the request needs, is unreachable.
+    Unavailable,
 }
 
 impl Code {
@@ -117,6 +119,7 @@ impl Code {
             Code::Forbidden => "forbidden",
             Code::RateLimited => "rate_limited",
             Code::Unauthorized => "unauthorized",
+            Code::Unavailable => "unavailable",
         }
     }
 }

@@ -11,6 +11,8 @@
 //! - [`encode`]: replies and pub/sub pushes in RESP2 or RESP3 ([`Proto`],
 //!   from [`version`]), byte-for-byte what Redis 7.2 sends.
 //! - [`number`]: integers as Redis reads them.
+//! - [`reply`]: the other direction, for ringcast's own link to Redis in
+//!   cluster mode: replies and pushes parsed, commands encoded.
 //!
 //! # Commands
 //! `PING`, `ECHO`, `SUBSCRIBE`, `UNSUBSCRIBE`, `PSUBSCRIBE`, `PUNSUBSCRIBE`,
@@ -73,6 +75,7 @@ pub mod encode;
 pub mod inline;
 pub mod number;
 pub mod parse;
+pub mod reply;
 pub mod version;
 
 pub use command::{Command, CommandSub};

@@ -4,7 +4,9 @@
 //! - [`room`]: one room — sequence numbers, retained history, members.
 //! - [`presence`]: batching a room's joins and leaves.
 //! - [`retention`]: keeping retained bytes within budget.
+//! - [`feed`]: in cluster mode, a room's delivery order at this node.
 
+pub mod feed;
 pub mod presence;
 pub mod retention;
 pub mod room;
@@ -318,7 +320,9 @@ impl Homes {
         }
     }
 
-    fn drop_room(&mut self, room: &str) {
+    /// Forgets a room (cluster mode: the node's last member left, and what
+    /// it retained is a cache of Redis that would go stale).
+    pub fn drop_room(&mut self, room: &str) {
         if let Some(r) = self.rooms.remove(room) {
             self.retention.dropped(room, &r);
             self.stats.rooms_homed.sub(1);
@@ -338,6 +342,50 @@ impl Homes {
     /// The member shards of a room, if it is homed here.
     pub fn member_shards(&self, room: &str) -> Option<Targets> {
         self.rooms.get(room).map(|r| r.member_shards().collect())
+    }
+
+    /// Member connections of a room here (0 when it is not homed here).
+    pub fn member_count(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, HomeRoom::member_count)
+    }
+
+    /// The room's member connections here, each with its user and info.
+    pub fn members_of(&self, room: &str) -> Vec<(u64, Rc<str>, Option<Rc<str>>)> {
+        self.rooms.get(room).map_or_else(Vec::new, |r| {
+            r.member_list()
+                .map(|(conn, user)| (conn, user.clone(), r.info_of(user).cloned()))
+                .collect()
+        })
+    }
+
+    /// Cluster mode: the room's sequence is `epoch` and this node has
+    /// delivered up to `seq` (its next message is `seq + 1`). What it
+    /// retained of another sequence, or short of `seq`, is dropped.
+    pub fn adopt(&mut self, room: &str, epoch: u64, seq: u64) {
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let before = r.retained_bytes();
+        r.adopt(epoch, seq);
+        let after = r.retained_bytes();
+        self.retention.changed(before, after);
+    }
+
+    /// The retained messages of a room after `since` and up to `upto`,
+    /// oldest first (cluster mode: what this node delivered since a join
+    /// read the room in Redis).
+    pub fn retained_between(&self, room: &str, since: u64, upto: u64) -> Vec<Entry> {
+        let Some(r) = self.rooms.get(room) else {
+            return Vec::new();
+        };
+        let (_, it) = r.since(since);
+        it.take_while(|e| e.seq <= upto)
+            .map(|e| Entry {
+                seq: e.seq,
+                json: e.json.to_vec(),
+                resp: e.resp.to_vec(),
+            })
+            .collect()
     }
 
     /// A `members` reply: a page of the room's distinct users (see

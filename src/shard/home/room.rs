@@ -247,6 +247,22 @@ impl HomeRoom {
         self.members.len()
     }
 
+    /// Member connections and their users.
+    pub fn member_list(&self) -> impl Iterator<Item = (u64, &Rc<str>)> {
+        self.members.iter().map(|(&c, u)| (c, u))
+    }
+
+    /// Cluster mode: the sequence is `epoch`, delivered up to `seq`; what
+    /// is retained of another sequence, or before a jump in seq, goes.
+    pub fn adopt(&mut self, epoch: u64, seq: u64) {
+        if epoch != self.epoch || seq != self.seq {
+            self.history.clear();
+            self.bytes = 0;
+        }
+        self.epoch = epoch;
+        self.seq = seq;
+    }
+
     /// The `info` a member user joined with, if any.
     pub fn info_of(&self, user: &str) -> Option<&Rc<str>> {
         self.info.get(user)
