@@ -7,9 +7,10 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::target::Target;
+use crate::token::Tokens;
 
 /// The scenario's shape: who connects where, who is in which room, who publishes.
 ///
@@ -51,6 +52,12 @@ pub struct Layout {
     pub shard_local: u32,
     /// Members per room under shard-local placement (default: connections / rooms).
     pub local_members: Option<u32>,
+    /// Connection tokens (ringcast `--auth-mode jwt`); socket `i` presents
+    /// token `i mod N`.
+    pub tokens: Option<Arc<Tokens>>,
+    /// A connection that joins nothing is ready on ringcast's `welcome`,
+    /// not on the `101` (implied by tokens: the welcome says the token held).
+    pub await_welcome: bool,
 }
 
 impl Layout {
@@ -150,6 +157,10 @@ pub struct Control {
     pub shard_slots: Vec<AtomicU32>,
     /// Shard-local placement: members that found no room on their shard.
     pub unplaced: AtomicU64,
+    /// When the first connect started, ns on [`crate::clock::now_ns`]'s clock.
+    pub connect_first_ns: AtomicU64,
+    /// When the last connect finished (ready or failed), same clock.
+    pub connect_last_ns: AtomicU64,
 }
 
 impl Control {
@@ -168,7 +179,15 @@ impl Control {
             room_members: (0..rooms).map(|_| AtomicU32::new(0)).collect(),
             shard_slots: (0..64).map(|_| AtomicU32::new(0)).collect(),
             unplaced: AtomicU64::new(0),
+            connect_first_ns: AtomicU64::new(u64::MAX),
+            connect_last_ns: AtomicU64::new(0),
         }
+    }
+
+    /// A connect finished at `now`, either way.
+    pub fn connect_finished(&self, now: u64) {
+        self.connect_last_ns.fetch_max(now, Ordering::Relaxed);
+        self.connect_done.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Starts a new step.
@@ -199,6 +218,8 @@ mod tests {
             room_numbers: (0..rooms).collect(),
             shard_local: 0,
             local_members: None,
+            tokens: None,
+            await_welcome: false,
         }
     }
 

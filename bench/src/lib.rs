@@ -13,6 +13,7 @@
 //! * Coordination — [`control`] (shared state), [`run`] (connect ramp, steps,
 //!   find-max, overload), [`record`] (the JSON record and the summary).
 //! * [`placement`] — ringcast room names homed on a chosen shard (cross-shard runs).
+//! * [`token`] — JWT connection tokens, made before the connect phase.
 //! * [`ceiling`] — the bare io_uring server; [`report`] — matrix tables and SVG charts.
 //!
 //! # Design
@@ -40,6 +41,7 @@ pub mod scan;
 pub mod sched;
 pub mod stats;
 pub mod target;
+pub mod token;
 pub mod track;
 pub mod worker;
 pub mod wsframe;

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use ringcast_bench::control::Layout;
 use ringcast_bench::run::{Mode, RunOptions};
 use ringcast_bench::target::Target;
+use ringcast_bench::token::{Signer, TokenVia, Tokens};
 
 #[derive(Parser)]
 #[command(
@@ -130,6 +131,30 @@ struct RunArgs {
     /// Members per room under --shard-local (default: connections / rooms).
     #[arg(long)]
     local_members: Option<u32>,
+    /// ringcast-ws with `--auth-mode jwt`: sign one HS256 token per socket
+    /// with this secret (sub = the socket's user name), before the first connect.
+    #[arg(long, value_name = "SECRET", conflicts_with_all = ["token_es256_key", "token_file"])]
+    token_hs256_secret: Option<String>,
+    /// As --token-hs256-secret, but ES256 with this PEM (PKCS#8 P-256) private key.
+    #[arg(long, value_name = "PEM", conflicts_with = "token_file")]
+    token_es256_key: Option<PathBuf>,
+    /// Tokens from a file, one a line; socket i presents line i mod N.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Where a token goes: `?token=` on the upgrade, or a first `auth` frame.
+    #[arg(long, value_enum, default_value_t = TokenVia::Query)]
+    token_via: TokenVia,
+    /// Minted tokens' lifetime (`exp` = now + this), seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_exp_s: u64,
+    /// Minted tokens' `rooms` patterns.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    token_rooms: Vec<String>,
+    /// ringcast-ws: a socket that joins nothing is ready on `welcome`, not on
+    /// the `101` (always so with tokens; give it to the side without tokens
+    /// of an A/B for the same definition of ready).
+    #[arg(long)]
+    await_welcome: bool,
     /// Per-connection unsent-bytes cap, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     out_cap: usize,
@@ -170,6 +195,43 @@ fn main() -> Result<()> {
         Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries),
         Cmd::Report(a) => ringcast_bench::report::write(&a.inputs, &a.out_dir),
     }
+}
+
+/// The run's tokens, made now (before any connect, so never timed).
+fn tokens(a: &RunArgs, sockets: u32) -> Result<Option<std::sync::Arc<Tokens>>> {
+    let signer = if let Some(secret) = &a.token_hs256_secret {
+        Signer::Hs256(secret.as_bytes().to_vec())
+    } else if let Some(path) = &a.token_es256_key {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Signer::Es256(pem)
+    } else if let Some(path) = &a.token_file {
+        check_token_target(a.target)?;
+        return Ok(Some(Tokens::from_file(path, a.token_via)?.into()));
+    } else {
+        if a.await_welcome && a.target != Target::RingcastWs {
+            bail!("--await-welcome needs --target ringcast-ws");
+        }
+        return Ok(None);
+    };
+    check_token_target(a.target)?;
+    let t0 = std::time::Instant::now();
+    let t = Tokens::mint(&signer, sockets, a.token_exp_s, &a.token_rooms, a.token_via)?;
+    if !a.quiet {
+        eprintln!(
+            "minted {} {:?} tokens in {:.2} s (before the first connect, untimed)",
+            t.len(),
+            signer.algorithm(),
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Some(t.into()))
+}
+
+fn check_token_target(target: Target) -> Result<()> {
+    if target != Target::RingcastWs {
+        bail!("tokens need --target ringcast-ws");
+    }
+    Ok(())
 }
 
 fn run(a: RunArgs) -> Result<()> {
@@ -218,6 +280,7 @@ fn run(a: RunArgs) -> Result<()> {
     } else {
         (0..a.rooms).collect()
     };
+    let tokens = tokens(&a, connections)?;
     let layout = Layout {
         target: a.target,
         addr: a.addr,
@@ -234,6 +297,8 @@ fn run(a: RunArgs) -> Result<()> {
         room_numbers,
         shard_local,
         local_members: a.local_members,
+        await_welcome: a.await_welcome || tokens.is_some(),
+        tokens,
     };
     let mode = if a.idle || a.rooms == 0 {
         Mode::Idle

@@ -89,7 +89,8 @@ pub struct ConnectRecord {
     pub ready: u64,
     /// Sockets that failed.
     pub errors: u64,
-    /// Seconds from first connect to the last one done.
+    /// Seconds from the first connect's start to the last one done (ready
+    /// or failed), as the workers timed them.
     pub seconds: f64,
     /// Ready sockets per second.
     pub per_s: f64,
@@ -97,6 +98,11 @@ pub struct ConnectRecord {
     pub p50_ms: f64,
     /// Connect→ready latency 99th percentile.
     pub p99_ms: f64,
+    /// Server CPU time from before the first connect to the last one done,
+    /// per attempted socket, µs (accept, upgrade, token check, welcome, join).
+    pub server_cpu_us_per_connect: f64,
+    /// The generator's CPU time over the same span, per attempted socket, µs.
+    pub generator_cpu_us_per_connect: f64,
 }
 
 /// One run: the record `latest.json` holds an array of.
@@ -143,6 +149,9 @@ pub struct RunRecord {
     pub steal_retries: u32,
     /// Connect phase.
     pub connect: ConnectRecord,
+    /// How connections proved who they are: empty, or e.g. `jwt HS256 via
+    /// query, 10000 tokens` (made before the first connect, untimed).
+    pub auth: String,
     /// Server pid, if found.
     pub server_pid: Option<u32>,
     /// Server RSS before the generator connected, bytes.
@@ -189,10 +198,14 @@ impl RunRecord {
                 .unwrap_or_default()
         );
         s += &format!(
-            "connections {} ready, {} errors, {:.0}/s (p99 {:.1} ms); rooms {} x {} members, {} publishers, {} B\n",
-            self.connect.ready, self.connect.errors, self.connect.per_s, self.connect.p99_ms, self.rooms,
+            "connections {} ready, {} errors, {:.0}/s (p99 {:.1} ms; server {:.1} us/connect, generator {:.1}); rooms {} x {} members, {} publishers, {} B\n",
+            self.connect.ready, self.connect.errors, self.connect.per_s, self.connect.p99_ms,
+            self.connect.server_cpu_us_per_connect, self.connect.generator_cpu_us_per_connect, self.rooms,
             self.members_per_room, self.publishers, self.size_bytes
         );
+        if !self.auth.is_empty() {
+            s += &format!("auth: {}\n", self.auth);
+        }
         if !self.steps.is_empty() {
             s += &format!(
                 "offered {:.0} pub/s = {:.0} del/s; achieved {:.0} pub/s, {:.0} del/s\n",

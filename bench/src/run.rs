@@ -130,6 +130,7 @@ pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
         .server_pid
         .or_else(|| procstat::pid_listening_on(layout.addr.port()));
     let before = pid.and_then(procstat::sample).unwrap_or_default();
+    let gen_before = procstat::self_cpu_us();
     let ctl = Arc::new(Control::new(layout.rooms));
     let layout = Arc::new(layout);
     let (tx, rx) = mpsc::channel();
@@ -152,7 +153,7 @@ pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
         opts,
         connect_latency: stats::new_histogram(),
     };
-    let result = r.drive(before);
+    let result = r.drive(before, gen_before);
     ctl.quit.store(true, Ordering::Relaxed);
     for h in handles {
         let _ = h.join();
@@ -180,7 +181,7 @@ impl Run {
         }
     }
 
-    fn drive(&mut self, before: ProcSample) -> Result<RunRecord> {
+    fn drive(&mut self, before: ProcSample, gen_before: u64) -> Result<RunRecord> {
         let l = self.layout.clone();
         let mut rec = RunRecord {
             scenario: self.opts.scenario.clone(),
@@ -213,7 +214,15 @@ impl Run {
                 l.cores
             ));
         }
-        rec.connect = self.connect_phase()?;
+        if let Some(t) = &l.tokens {
+            rec.auth = format!(
+                "jwt {} via {}, {} distinct token(s), made before the first connect",
+                t.source,
+                t.via.name(),
+                t.len()
+            );
+        }
+        rec.connect = self.connect_phase(before, gen_before)?;
         rec.connections = rec.connect.ready;
         std::thread::sleep(Duration::from_millis(300));
         let connected = self.sample();
@@ -353,12 +362,13 @@ impl Run {
         self.pid.and_then(procstat::sample).unwrap_or_default()
     }
 
-    fn connect_phase(&mut self) -> Result<ConnectRecord> {
+    fn connect_phase(&mut self, before: ProcSample, gen_before: u64) -> Result<ConnectRecord> {
         let total = self.layout.sockets() as u64;
         let t0 = now_ns();
         let deadline = t0 + (self.opts.connect_timeout_s * 1e9) as u64;
         let mut last_done = t0;
         let mut seen = 0;
+        let mut shown = 0;
         loop {
             let done = self.ctl.connect_done.load(Ordering::Relaxed);
             let ready = self.ctl.ready.load(Ordering::Relaxed);
@@ -369,25 +379,50 @@ impl Run {
                 last_done = now;
             }
             let secs = (now - t0) as f64 / 1e9;
-            self.progress(&format!(
-                "connect: {ready}/{total} ready, {errors} errors, {:.0}/s",
-                ready as f64 / secs.max(1e-3)
-            ));
+            if now >= shown + 200_000_000 {
+                shown = now;
+                self.progress(&format!(
+                    "connect: {ready}/{total} ready, {errors} errors, {:.0}/s",
+                    ready as f64 / secs.max(1e-3)
+                ));
+            }
             if done >= total || now >= deadline {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(if total > 1000 { 200 } else { 10 }));
+            // The rate is timed by the workers; this poll only ends the wait.
+            std::thread::sleep(Duration::from_millis(10));
         }
+        let (srv, gen) = (self.sample(), procstat::self_cpu_us());
         self.end_progress();
         let ready = self.ctl.ready.load(Ordering::Relaxed);
         let errors = self.ctl.connect_errors.load(Ordering::Relaxed);
         if ready == 0 && total > 0 {
             bail!(
-                "no connection became ready ({errors} errors): is the target listening on {}?",
-                self.layout.addr
+                "no connection became ready ({errors} errors): is the target listening on {}{}?",
+                self.layout.addr,
+                if self.layout.tokens.is_some() {
+                    ", and does it take these tokens (a refused token is closed with 4001/4002)"
+                } else {
+                    ""
+                }
             );
         }
-        let secs = (last_done - t0) as f64 / 1e9;
+        let (first, last) = (
+            self.ctl.connect_first_ns.load(Ordering::Relaxed),
+            self.ctl.connect_last_ns.load(Ordering::Relaxed),
+        );
+        let secs = if first < last {
+            (last - first) as f64 / 1e9
+        } else {
+            (last_done - t0) as f64 / 1e9
+        };
+        let per_socket = |us: u64| {
+            if total > 0 {
+                us as f64 / total as f64
+            } else {
+                0.0
+            }
+        };
         // Connect latency comes with the first collected report.
         let reports = self.collect()?;
         self.connect_latency = stats::merge(reports.iter().map(|r| &r.connect_latency));
@@ -400,6 +435,12 @@ impl Run {
             per_s: if secs > 0.0 { ready as f64 / secs } else { 0.0 },
             p50_ms: p.p50_ms,
             p99_ms: p.p99_ms,
+            server_cpu_us_per_connect: if self.pid.is_some() {
+                per_socket(srv.cpu_us.saturating_sub(before.cpu_us))
+            } else {
+                0.0
+            },
+            generator_cpu_us_per_connect: per_socket(gen.saturating_sub(gen_before)),
         })
     }
 

@@ -3,7 +3,7 @@
 //!
 //! | target | transport | join | publish | delivery |
 //! |---|---|---|---|---|
-//! | `ringcast-ws` | WebSocket `/ws?user=` | `{"op":"join"}` → `ok` with `seq` | `{"op":"publish"}` | `{"op":"message","seq":..}` |
+//! | `ringcast-ws` | WebSocket `/ws?user=` (or `?token=`, or a first `auth` frame) | `{"op":"join"}` → `ok` with `seq` | `{"op":"publish"}` | `{"op":"message","seq":..}` |
 //! | `ringcast-resp`, `redis` | RESP | `SUBSCRIBE` | `PUBLISH` (own connection) | `*3 message` |
 //! | `uws`, `ws`, `ceiling` | WebSocket, ringcast's JSON | as ringcast | as ringcast | envelope without `seq` |
 //! | `socketio` | Engine.IO v4 over WebSocket | `40`, `42["join",R]` → `42["ok"]` | `42["publish",R,DATA]` | `42["message",DATA]` |
@@ -122,6 +122,8 @@ pub struct ProtoState {
     pub room_no: u32,
     /// Wait for ringcast's `welcome` before choosing a room (shard-local placement).
     pub defer_join: bool,
+    /// Joining nothing, be ready on ringcast's `welcome` rather than on the upgrade.
+    pub await_welcome: bool,
     /// Payload bytes of a fragmented WebSocket message, or NATS stream bytes
     /// carried between frames.
     pub stream: Vec<u8>,
@@ -199,9 +201,21 @@ pub fn on_open(wire: Wire, st: &mut ProtoState, scratch: &mut Vec<u8>, out: &mut
     }
 }
 
-/// Whether a connection is ready as soon as its transport is up (no join to confirm).
+/// Whether a connection is ready as soon as its transport is up (no join to
+/// confirm, no `welcome` to wait for).
 pub fn ready_on_open(wire: Wire, st: &ProtoState) -> bool {
-    st.room.is_none() && !st.defer_join && matches!(wire, Wire::JsonWs { .. })
+    st.room.is_none() && !st.defer_join && !st.await_welcome && matches!(wire, Wire::JsonWs { .. })
+}
+
+/// Appends ringcast's first frame `{"op":"auth","token":…}` (a token is
+/// base64url parts and dots: nothing to escape).
+pub fn auth(st: &mut ProtoState, token: &str, scratch: &mut Vec<u8>, out: &mut Vec<u8>) {
+    scratch.clear();
+    scratch.extend_from_slice(b"{\"op\":\"auth\",\"token\":\"");
+    scratch.extend_from_slice(token.as_bytes());
+    scratch.extend_from_slice(b"\"}");
+    let m = st.mask();
+    wsframe::encode_masked(out, op::TEXT, scratch, m);
 }
 
 /// Appends one publish of `data` to room `r{room}`.

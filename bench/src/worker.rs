@@ -21,6 +21,7 @@ use crate::scan::{self, Scanner, Stamp};
 use crate::sched::Schedule;
 use crate::stats::{self, StepCounts};
 use crate::target::{self, ProtoError, ProtoState, Sink, Wire};
+use crate::token::{self, TokenVia};
 use crate::track::SeqTracker;
 use crate::wsframe::{self, Handshake};
 
@@ -162,6 +163,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
                     room,
                     room_no: room.map_or(0, |r| layout.room_numbers[r as usize]),
                     defer_join,
+                    await_welcome: layout.await_welcome,
                     rng: index.wrapping_mul(2_654_435_761) | 1,
                     ..Default::default()
                 },
@@ -242,6 +244,9 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
             let c = &mut conns[next_conn];
             let src = (!layout.sources.is_empty())
                 .then(|| layout.sources[c.index as usize % layout.sources.len()]);
+            if next_conn == 0 {
+                ctl.connect_first_ns.fetch_min(now, Ordering::Relaxed);
+            }
             next_conn += 1;
             c.connect_start = now;
             match net::connect_nonblocking(layout.addr, src) {
@@ -254,7 +259,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
                 Err(_) => {
                     c.state = State::Closed;
                     ctl.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    ctl.connect_done.fetch_add(1, Ordering::Relaxed);
+                    ctl.connect_finished(now);
                 }
             }
         }
@@ -297,7 +302,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
                 if net::take_error(c.fd) != 0 {
                     fail(&ctl, &layout, c, &mut step);
                 } else {
-                    opened(wire, &host, c, &mut scratch);
+                    opened(wire, &host, &layout, c, &mut scratch);
                 }
             }
             if c.state != State::Closed && !c.out.is_empty() && flush(c).is_err() {
@@ -331,7 +336,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
                 connecting -= 1;
                 stats::record(&mut connect_latency, now - c.connect_start);
                 ctl.ready.fetch_add(1, Ordering::Relaxed);
-                ctl.connect_done.fetch_add(1, Ordering::Relaxed);
+                ctl.connect_finished(now);
                 if let Some(r) = c.proto.room {
                     ctl.room_members[r as usize].fetch_add(1, Ordering::Relaxed);
                 }
@@ -357,7 +362,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
 }
 
 /// The transport is up: send the upgrade request, or for RESP the subscribe.
-fn opened(wire: Wire, host: &str, c: &mut Conn, scratch: &mut Vec<u8>) {
+fn opened(wire: Wire, host: &str, layout: &Layout, c: &mut Conn, scratch: &mut Vec<u8>) {
     match wire {
         Wire::Resp => {
             c.state = State::Joining;
@@ -366,16 +371,22 @@ fn opened(wire: Wire, host: &str, c: &mut Conn, scratch: &mut Vec<u8>) {
         }
         _ => {
             c.state = State::Upgrading;
-            let path = target_path(wire, c.index);
+            let path = target_path(wire, layout, c.index);
             wsframe::handshake_request(&mut c.out, host, &path);
         }
     }
 }
 
-fn target_path(wire: Wire, index: u32) -> String {
-    match wire {
-        Wire::JsonWs { .. } => format!("/ws?user=u{index}"),
-        Wire::SocketIo => "/socket.io/?EIO=4&transport=websocket".to_string(),
+/// The upgrade path of socket `index`: with a token in the URL the server
+/// takes the user from its `sub` (and ignores `?user=`), so only the token goes.
+fn target_path(wire: Wire, layout: &Layout, index: u32) -> String {
+    match (wire, layout.tokens.as_deref()) {
+        (Wire::JsonWs { .. }, Some(t)) if t.via == TokenVia::Query => {
+            format!("/ws?token={}", t.for_socket(index))
+        }
+        (Wire::JsonWs { .. }, Some(_)) => "/ws".to_string(),
+        (Wire::JsonWs { .. }, None) => format!("/ws?user={}", token::user_name(index)),
+        (Wire::SocketIo, _) => "/socket.io/?EIO=4&transport=websocket".to_string(),
         _ => "/".to_string(),
     }
 }
@@ -503,6 +514,13 @@ fn consume(
             Handshake::Done(n) => {
                 at = n;
                 c.state = State::Joining;
+                if let Some(t) = layout
+                    .tokens
+                    .as_deref()
+                    .filter(|t| t.via == TokenVia::Frame)
+                {
+                    target::auth(&mut c.proto, t.for_socket(c.index), scratch, &mut c.out);
+                }
                 target::on_open(wire, &mut c.proto, scratch, &mut c.out);
                 if target::ready_on_open(wire, &c.proto) {
                     c.state = State::Ready;
@@ -542,6 +560,16 @@ fn consume(
             }
         }
     }
+    if sink.welcome.is_some()
+        && c.proto.await_welcome
+        && c.state == State::Joining
+        && c.proto.room.is_none()
+        && !c.proto.defer_join
+        && !c.placed
+    {
+        // Nothing to join: the welcome (the token held) makes it ready.
+        c.state = State::Ready;
+    }
     if let Some(seq) = sink.joined {
         if c.state == State::Joining {
             c.state = State::Ready;
@@ -567,7 +595,7 @@ fn fail(ctl: &Control, _layout: &Layout, c: &mut Conn, step: &mut Step) {
         State::Closed => {}
         _ => {
             ctl.connect_errors.fetch_add(1, Ordering::Relaxed);
-            ctl.connect_done.fetch_add(1, Ordering::Relaxed);
+            ctl.connect_finished(now_ns());
         }
     }
     c.state = State::Closed;

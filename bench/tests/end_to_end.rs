@@ -163,9 +163,14 @@ fn ringcast_bin() -> PathBuf {
 }
 
 fn start_ringcast(shards: u32) -> (Server, u16, u16) {
+    start_ringcast_with(shards, &[])
+}
+
+fn start_ringcast_with(shards: u32, flags: &[&str]) -> (Server, u16, u16) {
     let (ws, resp, admin) = (free_port(), free_port(), free_port());
     let child = Command::new(ringcast_bin())
         .args(["serve", "--shards", &shards.to_string()])
+        .args(flags)
         .args([
             "--ws",
             &format!("127.0.0.1:{ws}"),
@@ -228,4 +233,110 @@ fn exact_counts_against_ringcast_ws_and_resp() {
             assert_eq!(bad, (0, 0, 0, 0), "{rec}");
         }
     }
+}
+
+fn test_key(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/keys")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An idle run of `n` sockets with `extra`; the record, or `None` when the
+/// generator failed (no socket became ready).
+fn idle_run(port: u16, n: u32, extra: &[&str]) -> Option<serde_json::Value> {
+    let out = std::env::temp_dir().join(format!("rcb-e2e-idle-{}-{port}.json", std::process::id()));
+    std::fs::remove_file(&out).ok();
+    let status = Command::new(env!("CARGO_BIN_EXE_ringcast-bench"))
+        .args([
+            "run",
+            "--target",
+            "ringcast-ws",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args([
+            "--scenario",
+            "storm",
+            "--rooms",
+            "0",
+            "--idle",
+            "--duration",
+            "0.2",
+        ])
+        .args([
+            "--connections",
+            &n.to_string(),
+            "--connect-rate",
+            "0",
+            "--connect-timeout",
+            "15",
+        ])
+        .args(["--quiet"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run ringcast-bench");
+    let rec = status
+        .success()
+        .then(|| serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap());
+    std::fs::remove_file(&out).ok();
+    rec
+}
+
+#[test]
+fn exact_counts_with_jwt_tokens() {
+    const SECRET: &str = "e2e-secret-0123456789abcdef0123456789";
+    let public = test_key("ec_pub.pem");
+    let private = test_key("ec.pem");
+    let (_server, ws, _) = start_ringcast_with(
+        1,
+        &[
+            "--auth-mode",
+            "jwt",
+            "--auth-hmac-secret",
+            SECRET,
+            "--auth-public-key-file",
+            &public,
+            "--auth-algorithms",
+            "HS256,ES256",
+        ],
+    );
+    // HS256 in the URL, ES256 in the first frame: counts exact either way.
+    let rec = run_scenario("ringcast-ws", ws, &["--token-hs256-secret", SECRET]);
+    check_exact(&rec, 5);
+    assert!(
+        rec["auth"].as_str().unwrap().contains("HS256 via query"),
+        "{rec}"
+    );
+    let rec = run_scenario(
+        "ringcast-ws",
+        ws,
+        &["--token-es256-key", &private, "--token-via", "frame"],
+    );
+    check_exact(&rec, 5);
+    // Idle sockets are ready on their welcome: every good token counts...
+    let rec = idle_run(ws, 20, &["--token-hs256-secret", SECRET]).expect("idle with tokens");
+    assert_eq!(rec["connect"]["ready"].as_u64(), Some(20), "{rec}");
+    assert_eq!(rec["connect"]["errors"].as_u64(), Some(0), "{rec}");
+    assert!(
+        rec["connect"]["server_cpu_us_per_connect"]
+            .as_f64()
+            .is_some(),
+        "{rec}"
+    );
+    // ...and a refused one is an error, not a connection.
+    assert!(
+        idle_run(
+            ws,
+            20,
+            &["--token-hs256-secret", "not-the-secret-0123456789abcdef"]
+        )
+        .is_none(),
+        "tokens signed with the wrong secret were accepted"
+    );
 }
