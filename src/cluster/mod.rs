@@ -11,6 +11,7 @@
 //! - [`frame`]: what goes on a room's channel.
 //! - [`commands`]: the script calls, written into a link's buffer;
 //!   [`answers`]: their replies read back.
+//! - [`probe`]: does Redis answer (start-up log, `ringcast doctor`).
 //!
 //! See docs/cluster.md for what the mode guarantees.
 
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod frame;
 pub mod keys;
 pub mod link;
+pub mod probe;
 pub mod scripts;
 pub mod target;
 

@@ -41,6 +41,7 @@ use report::Report;
 pub fn run(json: bool, cfg: &Config) -> i32 {
     let mut report = Report::collect(Path::new("/proc"), &HostFacts::live());
     report.checks.extend(exposure::checks(cfg));
+    report.checks.extend(cluster_check(cfg));
     let out = if json {
         render::json(&report)
     } else {
@@ -48,6 +49,37 @@ pub fn run(json: bool, cfg: &Config) -> i32 {
     };
     print!("{out}");
     report.exit_code()
+}
+
+/// In cluster mode, a row saying whether the cluster's Redis answers:
+/// `low` when it does not (the node cannot serve its rooms without it).
+fn cluster_check(cfg: &Config) -> Option<report::Check> {
+    use report::{Check, Status};
+    if !cfg.cluster.enabled() {
+        return None;
+    }
+    let (current, status, note) = match crate::cluster::target::Target::parse(&cfg.cluster.redis) {
+        Err(e) => ("not a Redis URL".to_owned(), Status::Low, format!("{e:#}")),
+        Ok(t) => match crate::cluster::probe::probe(&t, std::time::Duration::from_secs(2)) {
+            Ok(took) => (
+                format!("answers in {} ms", took.as_millis()),
+                Status::Ok,
+                t.redacted(),
+            ),
+            Err(e) => (
+                "does not answer".to_owned(),
+                Status::Low,
+                format!("{}: {e}", t.redacted()),
+            ),
+        },
+    };
+    Some(Check {
+        setting: "cluster.redis".into(),
+        current,
+        recommended: "answers".into(),
+        status,
+        note,
+    })
 }
 
 /// Raises this process's soft open-files limit to its hard limit, which

@@ -10,7 +10,7 @@ mod run;
 
 use std::net::TcpListener as StdListener;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -67,6 +67,17 @@ pub fn serve(cfg: Config) -> anyhow::Result<()> {
     ));
     let authority = Arc::new(Authority::new(&cfg)?);
     let node = crate::cluster::Node::new(&cfg.cluster)?.map(Arc::new);
+    if let Some(node) = &node {
+        let redis = node.target.redacted();
+        match crate::cluster::probe::probe(&node.target, Duration::from_secs(2)) {
+            Ok(t) => {
+                tracing::info!(node = %node.name, %redis, ping_ms = t.as_millis() as u64, "cluster: redis answers")
+            }
+            Err(e) => {
+                tracing::warn!(node = %node.name, %redis, "cluster: redis does not answer ({e}); serving, and requests that need it get 'unavailable' until it does")
+            }
+        }
+    }
     let reload = authority.clone();
     warn_if_open(&cfg, &bound);
     let handle = shards::launch(&scfg, move |shard| {
