@@ -53,7 +53,7 @@ impl Admin {
         let shards = &self.shards;
         match path {
             "/stats" => {
-                let body = stats::stats(shards, self.uptime_s()).to_string() + "\n";
+                let body = stats::stats(shards, self.started.elapsed()).to_string() + "\n";
                 Response::new(200, "application/json", body.into_bytes())
             }
             "/metrics" => Response::new(
