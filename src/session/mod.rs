@@ -4,8 +4,11 @@
 //! - [`ws`]: the WebSocket port — HTTP upgrade, then the chat protocol on
 //!   `/ws` or plain echo on `/echo`.
 //! - [`resp`]: the RESP port — the Redis pub/sub subset, mapped onto rooms.
+//! - [`web`]: the WebSocket port's plain pages — the chat page and the
+//!   client library, for a GET that is not an upgrade.
 
 pub mod resp;
+pub mod web;
 pub mod ws;
 
 use std::rc::Rc;
