@@ -5,11 +5,13 @@
 //! - `mod.rs`: the listener and the routes.
 //! - [`http`]: reading a request head, writing a response.
 //! - [`stats`]: the documents, from the shards' counters.
+//! - [`dashboard`]: the live dashboard page at `/`, drawn from `/stats`.
 //!
 //! Each connection is served on a short-lived thread of its own, at most
 //! [`MAX_CONCURRENT`] at once (more get a 503 at once), each read and write
 //! bounded by [`IO_TIMEOUT`]: a slow client delays only itself.
 
+pub mod dashboard;
 pub mod http;
 pub mod stats;
 
@@ -50,6 +52,9 @@ impl Admin {
     }
 
     fn respond(&self, path: &str) -> Response {
+        if let Some(page) = dashboard::page(path) {
+            return page;
+        }
         let shards = &self.shards;
         match path {
             "/stats" => {
@@ -63,7 +68,10 @@ impl Admin {
             ),
             "/healthz" if stats::healthy(shards) => Response::text(200, "ok\n"),
             "/healthz" => Response::text(503, "a shard has not answered within 1 s\n"),
-            _ => Response::text(404, "not found: try /stats, /metrics or /healthz\n"),
+            _ => Response::text(
+                404,
+                "not found: try / (the dashboard), /stats, /metrics or /healthz\n",
+            ),
         }
     }
 
