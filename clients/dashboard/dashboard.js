@@ -45,6 +45,7 @@ let token = new URLSearchParams(location.hash.slice(1)).get("token") ?? sessionS
 const charts = [];
 
 $("window").textContent = String(KEEP / 60);
+
 $("login").addEventListener("submit", (ev) => {
   ev.preventDefault();
   token = $("token").value;
@@ -151,8 +152,11 @@ function chart(canvas, series) {
   g.font = "11px system-ui, sans-serif";
   const left = 118;
   const plotW = w - left - 8;
-  const step = plotW / (KEEP - 1);
+  // The time axis grows with the samples, from 30 s to KEEP.
+  const span = Math.min(KEEP, Math.max(30, series.length));
+  const step = plotW / (span - 1);
   LANES.forEach(([label, ...lines], lane) => {
+    let legendX = 0;
     const top = lane * LANE_H;
     const values = lines.map(([, , f]) => series.map((s, k) => f(s, series[k - 1])));
     const max = Math.max(1, ...values.flat());
@@ -167,13 +171,15 @@ function chart(canvas, series) {
       g.lineWidth = 1.5;
       g.beginPath();
       v.forEach((y, k) => {
-        const x = left + (KEEP - v.length + k) * step;
+        const x = left + (span - v.length + k) * step;
         const py = top + LANE_H - 6 - (y / max) * (LANE_H - 14);
         k === 0 ? g.moveTo(x, py) : g.lineTo(x, py);
       });
       g.stroke();
       g.fillStyle = color;
-      g.fillText(`${name} ${number(v.at(-1) ?? 0)}`, 0 + j * 58, top + 42);
+      const legend = `${name} ${number(v.at(-1) ?? 0)}`;
+      g.fillText(legend, legendX, top + 42);
+      legendX += g.measureText(legend).width + 8;
     });
   });
 }
@@ -194,7 +200,7 @@ function sum(o = {}) {
 function number(v) {
   if (v >= 1e6) return `${(v / 1e6).toFixed(1)}M`;
   if (v >= 1e4) return `${(v / 1e3).toFixed(1)}k`;
-  return Number.isInteger(v) ? String(v) : v.toFixed(1);
+  return Number.isInteger(v) || v >= 100 ? String(Math.round(v)) : v.toFixed(1);
 }
 
 function bytes(v) {
