@@ -34,32 +34,34 @@ struct Asset {
     body: &'static [u8],
     /// FNV-1a of the bytes: the `ETag`.
     etag: u64,
+    /// Any origin may load it (`Access-Control-Allow-Origin: *`): the
+    /// library, so that a page elsewhere can `import()` it.
+    shared: bool,
 }
 
 macro_rules! asset {
-    ($path:literal, $type:expr, $file:literal) => {{
+    ($path:literal, $type:expr, $file:literal, $shared:expr) => {{
         const BODY: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $file));
         Asset {
             path: $path,
             content_type: $type,
             body: BODY,
             etag: fnv1a(BODY),
+            shared: $shared,
         }
     }};
 }
 
+const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
 
 /// The pages, by path.
 const ASSETS: &[Asset] = &[
-    asset!("/", "text/html; charset=utf-8", "clients/chat/index.html"),
-    asset!("/app.js", JS, "clients/chat/app.js"),
-    asset!(
-        "/style.css",
-        "text/css; charset=utf-8",
-        "clients/chat/style.css"
-    ),
-    asset!("/ringcast.js", JS, "clients/js/ringcast.js"),
+    asset!("/", HTML, "clients/chat/index.html", false),
+    asset!("/app.js", JS, "clients/chat/app.js", false),
+    asset!("/style.css", CSS, "clients/chat/style.css", false),
+    asset!("/ringcast.js", JS, "clients/js/ringcast.js", true),
 ];
 
 const fn fnv1a(bytes: &[u8]) -> u64 {
@@ -97,9 +99,14 @@ pub fn page(req: &ws::Request, head: &[u8]) -> Option<Vec<u8>> {
         "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nETag: {etag}\r\n\
          Cache-Control: no-cache\r\nContent-Security-Policy: {CSP}\r\n\
          X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n\
-         Connection: close\r\n\r\n",
+         {}Connection: close\r\n\r\n",
         asset.content_type,
         if fresh { 0 } else { asset.body.len() },
+        if asset.shared {
+            "Access-Control-Allow-Origin: *\r\n"
+        } else {
+            ""
+        },
     )
     .into_bytes();
     if !head_only && !fresh {
@@ -193,6 +200,8 @@ mod tests {
             let on_disk = std::fs::read_to_string(file).unwrap();
             assert_eq!(body, on_disk, "{path} is {file}");
             assert!(head.contains(&format!("Content-Length: {}", on_disk.len())));
+            let shared = head.contains("Access-Control-Allow-Origin: *");
+            assert_eq!(shared, path == "/ringcast.js", "{path}");
         }
     }
 
