@@ -6,7 +6,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtemp, rm, mkdir } from "node:fs/promises";
+import { mkdtemp, rm, mkdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -168,6 +168,39 @@ test("the dashboard's numbers move under load, one chart per shard", { timeout: 
   assert.deepEqual(inked, Array(server.shards).fill(true));
   await page.screenshot({ path: join(IMG, "dashboard.png"), fullPage: true });
   assert.deepEqual(problems, []);
+});
+
+test("the README's console blocks work when pasted whole", { timeout: 60_000 }, async () => {
+  const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
+  const tour = readme.slice(readme.indexOf("## A 30-second tour"));
+  const blocks = [...tour.matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1].replaceAll("127.0.0.1:8080", server.wsAddr));
+  assert.equal(blocks.length, 2);
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  const logs = [];
+  const waiters = [];
+  page.on("console", (m) => {
+    logs.push(m.text());
+    for (const w of waiters.splice(0)) w();
+  });
+  /** Resolves with the logged lines once `pred` accepts them (bounded by the test's timeout). */
+  const logged = async (pred) => {
+    while (!pred(logs)) await new Promise((r) => waiters.push(r));
+    return logs;
+  };
+  await page.goto(`http://${server.wsAddr}/`, { waitUntil: "load" });
+  // As a console runs a pasted block: top-level await, in one go.
+  const paste = (code) => page.evaluate(`(async () => {\n${code}\n})()`);
+
+  await paste(blocks[0]);
+  const frames = (await logged((l) => l.length >= 4)).slice(0, 4).map((l) => JSON.parse(l));
+  assert.deepEqual(frames.map((f) => [f.op, f.id]), [["welcome", undefined], ["ok", 1], ["message", undefined], ["ok", 2]]);
+  assert.equal(frames[0].user, "ann");
+  assert.deepEqual(frames[2].data, { text: "hello" });
+
+  await paste(blocks[1]);
+  await logged((l) => l.some((line) => /^\d+ bob /.test(line)));
+  await context.close();
 });
 
 /**
