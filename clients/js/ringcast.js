@@ -180,6 +180,7 @@ export class Client extends Emitter {
    * list. Joining a room already joined returns the same Room.
    */
   join(name, { since, epoch, token } = {}) {
+    if (this.#closed) return Promise.reject(this.#fatal ?? new RingcastError("closed", "the client is closed"));
     const known = this.rooms.get(name);
     if (known) return known._joined;
     const room = new Room(this, name, { since, epoch, token });

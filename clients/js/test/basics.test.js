@@ -41,6 +41,8 @@ test("connects, says so, and takes the user name from the welcome", async () => 
   await c.close();
   assert.equal(c.state, "closed");
   await assert.rejects(c.ready(), (e) => e instanceof RingcastError && e.code === "closed");
+  await assert.rejects(c.join("after-close"), (e) => e.code === "closed");
+  await assert.rejects(c.publish("after-close", 1), (e) => e.code === "closed");
 });
 
 test("a join resolves on its ok; messages arrive once, in order, with their epoch", async () => {
