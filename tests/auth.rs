@@ -709,6 +709,11 @@ async fn the_admin_token_guards_everything_but_healthz() {
     assert_eq!(server.admin_get("/stats").await.0, 401);
     assert_eq!(server.admin_get("/metrics").await.0, 401);
     assert_eq!(server.admin_get("/healthz").await.0, 200);
+    assert_eq!(server.admin_get("/readyz").await.0, 200);
+    // The dashboard's page loads without the token (it holds no data);
+    // what it reads needs it.
+    assert_eq!(server.admin_get("/").await.0, 200);
+    assert_eq!(server.admin_get("/unknown").await.0, 401);
     let get = |auth: &'static str| {
         let addr = server.admin;
         async move {

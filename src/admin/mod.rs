@@ -5,11 +5,13 @@
 //! - `mod.rs`: the listener and the routes.
 //! - [`http`]: reading a request head, writing a response.
 //! - [`stats`]: the documents, from the shards' counters.
+//! - [`dashboard`]: the live dashboard page at `/`, drawn from `/stats`.
 //!
 //! Each connection is served on a short-lived thread of its own, at most
 //! [`MAX_CONCURRENT`] at once (more get a 503 at once), each read and write
 //! bounded by [`IO_TIMEOUT`]: a slow client delays only itself.
 
+pub mod dashboard;
 pub mod http;
 pub mod stats;
 
@@ -55,10 +57,13 @@ impl Admin {
     }
 
     fn respond(&self, path: &str) -> Response {
+        if let Some(page) = dashboard::page(path) {
+            return page;
+        }
         let shards = &self.shards;
         match path {
             "/stats" => {
-                let body = stats::stats(shards, self.uptime_s()).to_string() + "\n";
+                let body = stats::stats(shards, self.started.elapsed()).to_string() + "\n";
                 Response::new(200, "application/json", body.into_bytes())
             }
             "/metrics" => Response::new(
@@ -74,19 +79,21 @@ impl Admin {
             },
             _ => Response::text(
                 404,
-                "not found: try /stats, /metrics, /healthz or /readyz\n",
+                "not found: try / (the dashboard), /stats, /metrics, /healthz or /readyz\n",
             ),
         }
     }
 
     /// True when the request may see `path`: `/healthz` and `/readyz`
-    /// always (load balancers), the rest with the admin token when one is
-    /// set.
+    /// always (load balancers), and the dashboard's files (they hold no
+    /// data: a browser cannot send a bearer header when it loads a page,
+    /// and the page sends the token to `/stats` itself); the rest with the
+    /// admin token when one is set.
     fn authorized(&self, req: &http::Request) -> bool {
         let Some(token) = &self.token else {
             return true;
         };
-        if req.path == "/healthz" || req.path == "/readyz" {
+        if req.path == "/healthz" || req.path == "/readyz" || dashboard::is_page(&req.path) {
             return true;
         }
         let given = req

@@ -2,6 +2,7 @@
 //! from the shards' counters (each written by its own shard).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -246,8 +247,11 @@ fn shard_json(id: usize, s: &ShardStats, now_ms: u64, uptime_s: u64) -> Value {
     Value::Object(obj)
 }
 
-/// The `/stats` document.
-pub fn stats(shards: &[Arc<ShardStats>], uptime_s: u64) -> Value {
+/// The `/stats` document. `uptime` is also given in ms (`uptime_ms`), a
+/// monotonic clock that rates can be computed against: two documents'
+/// counters differ by what happened between their `uptime_ms`.
+pub fn stats(shards: &[Arc<ShardStats>], uptime: Duration) -> Value {
+    let uptime_s = uptime.as_secs();
     let now = unix_ms();
     let per_shard: Vec<Value> = shards
         .iter()
@@ -271,6 +275,7 @@ pub fn stats(shards: &[Arc<ShardStats>], uptime_s: u64) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": uptime_s,
+        "uptime_ms": uptime.as_millis() as u64,
         "shard_count": shards.len(),
         "healthy": healthy(shards),
         "node": totals,

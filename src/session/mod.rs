@@ -6,10 +6,13 @@
 //! - [`resp`]: the RESP port — the Redis pub/sub subset, mapped onto rooms.
 //! - `chat`: a WebSocket client's chat requests, checked and handed on.
 //! - `identity`: who a WebSocket client is — tokens, grants, rate limits.
+//! - [`web`]: the WebSocket port's plain pages — the chat page and the
+//!   client library, for a GET that is not an upgrade.
 
 mod chat;
 mod identity;
 pub mod resp;
+pub mod web;
 pub mod ws;
 
 use std::rc::Rc;

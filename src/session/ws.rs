@@ -83,6 +83,12 @@ async fn handshake(shard: &Rc<Shard>, stream: TcpStream) -> Option<(Rc<Conn>, By
         }
     })
     .await;
+    if let Ok(Ok((req, used))) = &head {
+        if let Some(response) = super::web::page(req, &buf[..*used]) {
+            Box::pin(super::web::send(shard, &stream, &response)).await;
+            return None;
+        }
+    }
     let accepted = match head {
         Ok(Ok((req, used))) => accept(shard, req).map(|a| (a, used)),
         Ok(Err(refusal)) => Err(refusal),
