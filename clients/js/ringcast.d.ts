@@ -103,6 +103,8 @@ export interface PresenceEvent {
   room: string;
   user: string;
   event: "join" | "leave";
+  /** The `info` claim of the user's token, on joins (jwt mode). */
+  info?: Record<string, unknown>;
 }
 
 export interface TypingEvent {

@@ -482,6 +482,8 @@ export class Client extends Emitter {
       case "message":
       case "presence":
       case "typing":
+      case "reset":
+      case "gap":
         return this.rooms.get(f.room)?._event(f);
       case "error":
         if (f.id === "auth") return this.#authRefused(f);
@@ -792,9 +794,26 @@ export class Room extends Emitter {
       return this.#out("message", message(f, this.epoch));
     }
     if (f.op === "presence") {
-      const events = Array.isArray(f.events) ? f.events : [{ user: f.user, event: f.event }];
-      for (const e of events) this.#out("presence", { room: this.name, user: e.user, event: e.event });
+      const events = Array.isArray(f.events) ? f.events : [f];
+      for (const e of events) {
+        const p = { room: this.name, user: e.user, event: e.event };
+        if (e.info !== undefined) p.info = e.info;
+        this.#out("presence", p);
+      }
       return;
+    }
+    if (f.op === "reset") {
+      // Cluster mode: the room's sequence started again in Redis; its
+      // messages go on from seq 1 of the new epoch.
+      const previousEpoch = this.epoch ?? null;
+      this.epoch = f.epoch;
+      this.seq = 0;
+      return this.#out("reset", { room: this.name, previousEpoch, epoch: f.epoch, seq: 0 });
+    }
+    if (f.op === "gap") {
+      // Cluster mode: messages from..to are gone; live ones go on after.
+      this.seq = f.to;
+      return this.#out("gap", { room: this.name, epoch: f.epoch, since: f.from - 1, seq: f.to });
     }
     if (f.op === "typing") this.#out("typing", { room: this.name, user: f.user, state: f.state !== false });
   }
