@@ -684,3 +684,35 @@ async fn a_node_whose_redis_is_unreachable_serves_with_clear_errors() {
     c.send(json!({"op":"ping","id":2})).await;
     assert_eq!(c.recv_main().await["op"], "pong", "the connection stays");
 }
+
+#[tokio::test]
+async fn scripts_flushed_from_redis_are_loaded_again() {
+    let Some(redis) = Redis::start(false) else {
+        return;
+    };
+    let a = node(&redis, &["--shards", "1"]).await;
+    let mut c = Client::connect(&a, "c").await;
+    c.join("s").await;
+    assert_eq!(publish_and_wait(&mut c, "s", "one").await["op"], "ok");
+    let _: String = redis.query(redis::cmd("SCRIPT").arg("FLUSH"));
+    // At most the publish that found the scripts gone fails; the link
+    // reconnects and loads them.
+    let second = publish_and_wait(&mut c, "s", "two").await;
+    if second["op"] == "error" {
+        assert_eq!(second["code"], "unavailable", "{second}");
+        wait_ready(&a).await;
+    }
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = publish_and_wait(&mut c, "s", "three").await;
+        if v["op"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{v}");
+        wait_ready(&a).await;
+    }
+    assert!(
+        per_shard(&a.stats().await, "redis_reconnects")[0] >= 1,
+        "the command link came back"
+    );
+}

@@ -31,6 +31,9 @@ use super::target::Target;
 use crate::conn::io::{prepare_socket, read_some};
 use crate::proto::resp::reply::{command, parse_reply, Reply};
 
+/// Bytes of commands a link holds unwritten before it refuses more.
+pub const MAX_UNWRITTEN: usize = 16 << 20;
+
 /// The connection failed before the reply came; the command may or may
 /// not have run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +139,10 @@ impl<P: 'static> Link<P> {
     }
 
     /// [`Link::send`] with the command written by `write` (one command).
+    /// Also refused while [`MAX_UNWRITTEN`] bytes wait to be written (Redis
+    /// is not reading).
     pub fn send_with(&self, write: impl FnOnce(&mut BytesMut), p: P) -> Result<(), P> {
-        if !self.up.get() {
+        if !self.up.get() || self.out.borrow().len() > MAX_UNWRITTEN {
             return Err(p);
         }
         write(&mut self.out.borrow_mut());
@@ -149,6 +154,16 @@ impl<P: 'static> Link<P> {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Drops the connection and makes a new one (after `NOSCRIPT`: the
+    /// new connection loads the scripts again).
+    pub fn restart(&self) {
+        let fd = self.fd.get();
+        if fd >= 0 {
+            // SAFETY: as in `stop`.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
     }
 
     /// Stops reconnecting and closes the connection.

@@ -119,6 +119,8 @@ pub(super) struct Relay {
     /// SUBSCRIBEs sent and not yet confirmed, by room.
     pub(super) subscribing: RefCell<AHashMap<Box<str>, u32>>,
     next_feed: Cell<u64>,
+    /// When an error from Redis was last logged (shard clock, 0: never).
+    last_warning: Cell<u32>,
 }
 
 impl Relay {
@@ -154,6 +156,7 @@ impl Relay {
             feeds: RefCell::new(AHashMap::new()),
             subscribing: RefCell::new(AHashMap::new()),
             next_feed: Cell::new(1),
+            last_warning: Cell::new(0),
         }
     }
 
@@ -582,7 +585,29 @@ impl Shard {
         let reply = match reply {
             Ok(Reply::Error(e)) => {
                 self.stats.redis_errors.inc();
-                tracing::warn!(shard = self.id, "redis: {}", String::from_utf8_lossy(&e));
+                let noscript = e.starts_with(b"NOSCRIPT");
+                if noscript {
+                    // Redis forgot the scripts (SCRIPT FLUSH, a failover):
+                    // a new connection loads them again.
+                    self.relay().cmd.restart();
+                }
+                let now = self.now();
+                let last = self.relay().last_warning.get();
+                if last == 0 || now.wrapping_sub(last) >= 1000 {
+                    self.relay().last_warning.set(now);
+                    if noscript {
+                        tracing::warn!(
+                            shard = self.id,
+                            "redis lost the scripts; reconnecting to load them"
+                        );
+                    } else {
+                        tracing::warn!(
+                            shard = self.id,
+                            "redis: {} (one warning a second at most)",
+                            String::from_utf8_lossy(&e)
+                        );
+                    }
+                }
                 Err(Down)
             }
             Ok(r) => Ok(r),

@@ -87,6 +87,11 @@ pub struct Feed<A, J> {
 /// held are dropped (a fetch brings them again from the stream).
 pub const MAX_AHEAD: usize = 4096;
 
+/// The most acknowledgements a feed holds for messages not yet delivered
+/// (the channel is down and publishers keep publishing); past it they go at
+/// once, before their message.
+pub const MAX_ACKS: usize = 16_384;
+
 impl<A, J> Feed<A, J> {
     /// A feed not yet subscribed nor synced.
     pub fn new(id: u64) -> Self {
@@ -246,7 +251,11 @@ impl<A, J> Feed<A, J> {
     /// Holds a publisher's acknowledgement of `(epoch, seq)` until that
     /// message is delivered here; gives it back when it may go now.
     pub fn hold_ack(&mut self, epoch: u64, seq: u64, ack: A) -> Option<A> {
-        if !self.synced || epoch != self.epoch || seq <= self.delivered {
+        if !self.synced
+            || epoch != self.epoch
+            || seq <= self.delivered
+            || self.acks.len() >= MAX_ACKS
+        {
             return Some(ack);
         }
         self.acks.push_back((epoch, seq, ack));
@@ -463,5 +472,9 @@ mod tests {
             f.offer(7, s, b(s));
         }
         assert_eq!(f.held(), MAX_AHEAD);
+        let acked_now = (0..MAX_ACKS as u32 + 10)
+            .filter(|&a| f.hold_ack(7, 1_000_000, a).is_some())
+            .count();
+        assert_eq!(acked_now, 10);
     }
 }
