@@ -10,7 +10,7 @@ use crate::config::AuthMode;
 use crate::proto::chat::{self, Data};
 use crate::shard::home::{Fanout, Sequenced, NOBODY};
 use crate::shard::stats::unix_ms;
-use crate::shard::wire::{code, shard_of, ReplyTo, Wire};
+use crate::shard::wire::{self, code, shard_of, ReplyTo, Wire};
 
 use super::Shard;
 
@@ -79,6 +79,11 @@ impl Shard {
         };
         let msg = self.homes.borrow_mut().publish(room, user, data, unix_ms());
         self.deliver(room, &msg);
+        let to = shard_of(conn);
+        if to == self.id {
+            let at = (msg.epoch, msg.seq);
+            return self.on_publish_ack(room, conn, (&reply).into(), at, msg.receivers);
+        }
         let ack = Wire::PublishAck {
             room: room.into(),
             conn,
@@ -87,18 +92,32 @@ impl Shard {
             seq: msg.seq,
             receivers: msg.receivers,
         };
-        self.dispatch(shard_of(conn), &ack);
+        self.dispatch(to, &ack);
     }
 
-    /// Sends a sequenced message to the room's member shards.
+    /// Sends a sequenced message to the room's member shards: archived
+    /// once for the others, handed over as it is to this one.
     pub(super) fn deliver(&self, room: &str, msg: &Sequenced) {
-        let deliver = Wire::Deliver {
-            room: room.into(),
-            seq: msg.seq,
-            json: msg.json.to_vec(),
-            resp: msg.resp.to_vec(),
-        };
-        self.fan_out(&msg.targets, &deliver);
+        let mut here = false;
+        let mut bytes = None;
+        for &to in &msg.targets {
+            if to == self.id {
+                here = true;
+                continue;
+            }
+            let frame = bytes.get_or_insert_with(|| {
+                wire::encode(&Wire::Deliver {
+                    room: room.into(),
+                    seq: msg.seq,
+                    json: msg.json.to_vec(),
+                    resp: msg.resp.to_vec(),
+                })
+            });
+            self.mesh.send(to, frame.clone());
+        }
+        if here {
+            self.member_deliver(room, &msg.json, &msg.resp);
+        }
     }
 
     pub(super) fn home_typing(&self, room: &str, conn: u64, user: &str, state: bool) {

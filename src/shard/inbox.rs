@@ -120,7 +120,7 @@ impl Shard {
             } => self.on_join_ack(
                 room,
                 conn.to_native(),
-                reply,
+                reply.into(),
                 (epoch.to_native(), seq.to_native(), *recovered, *error),
                 backlog,
                 join.to_native(),
@@ -135,7 +135,7 @@ impl Shard {
             } => self.on_publish_ack(
                 room,
                 conn.to_native(),
-                reply,
+                reply.into(),
                 (epoch.to_native(), seq.to_native()),
                 receivers.to_native(),
             ),
@@ -144,7 +144,7 @@ impl Shard {
                 conn,
                 reply,
                 error,
-            } => self.on_refused(room, conn.to_native(), reply, *error),
+            } => self.on_refused(room, conn.to_native(), reply.into(), *error),
             ArchivedWire::Reply { conn, json } => self.on_reply(conn.to_native(), json),
             _ => {}
         }

@@ -11,7 +11,7 @@ use crate::conn::{Conn, Kind};
 use crate::proto::chat::{self, ApiError, Code};
 use crate::proto::resp::encode as resp;
 use crate::proto::ws::text_frame;
-use crate::shard::wire::{code, ArchivedEntry, ArchivedReplyTo};
+use crate::shard::wire::{code, ArchivedEntry, ReplyRef};
 
 use super::Shard;
 
@@ -68,7 +68,7 @@ impl Shard {
         &self,
         room: &str,
         conn: u64,
-        reply: &ArchivedReplyTo,
+        reply: ReplyRef<'_>,
         (epoch, seq, recovered, error): (u64, u64, bool, u8),
         backlog: &[ArchivedEntry],
         join: u32,
@@ -128,7 +128,7 @@ impl Shard {
         &self,
         room: &str,
         conn: u64,
-        reply: &ArchivedReplyTo,
+        reply: ReplyRef<'_>,
         (epoch, seq): (u64, u64),
         receivers: u32,
     ) {
@@ -148,7 +148,7 @@ impl Shard {
     }
 
     /// A request its room's home could not serve.
-    pub(super) fn on_refused(&self, room: &str, conn: u64, reply: &ArchivedReplyTo, error: u8) {
+    pub(super) fn on_refused(&self, room: &str, conn: u64, reply: ReplyRef<'_>, error: u8) {
         if let Some(conn) = self.conn(conn) {
             self.answer_error(&conn, reply, &self.refusal(room, error));
         }
@@ -183,23 +183,23 @@ impl Shard {
     fn answer(
         &self,
         conn: &Rc<Conn>,
-        reply: &ArchivedReplyTo,
+        reply: ReplyRef<'_>,
         ws: impl FnOnce(Option<&str>) -> Vec<u8>,
         resp: impl FnOnce(i64, crate::proto::resp::Proto) -> Bytes,
     ) {
         match reply {
-            ArchivedReplyTo::Ws(id) => {
-                self.reply_json(conn, &ws(id.as_ref().map(|s| s.as_str())));
+            ReplyRef::Ws(id) => {
+                self.reply_json(conn, &ws(id));
             }
-            ArchivedReplyTo::Resp { ticket, count } => {
-                let frame = resp(i64::from(count.to_native()), conn.resp_proto());
-                self.fulfil(conn, ticket.to_native(), frame);
+            ReplyRef::Resp { ticket, count } => {
+                let frame = resp(i64::from(count), conn.resp_proto());
+                self.fulfil(conn, ticket, frame);
             }
         }
     }
 
     /// [`Self::answer`] with an error.
-    fn answer_error(&self, conn: &Rc<Conn>, reply: &ArchivedReplyTo, err: &ApiError) {
+    fn answer_error(&self, conn: &Rc<Conn>, reply: ReplyRef<'_>, err: &ApiError) {
         self.stats.error(err.code.into());
         self.answer(
             conn,

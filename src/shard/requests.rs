@@ -99,9 +99,14 @@ impl Shard {
     /// Sends a message to its room's home for sequencing.
     pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, reply: ReplyTo) {
         self.stats.messages_in.inc();
+        let home = home_of(room.as_bytes(), self.count);
+        if home == self.id {
+            // Homed here: no frame to archive and read back.
+            return self.home_publish(room, conn.id, &conn.user(), data, raw, reply);
+        }
         let user = conn.user().to_string();
         self.dispatch(
-            home_of(room.as_bytes(), self.count),
+            home,
             &Wire::Publish {
                 room: room.into(),
                 conn: conn.id,

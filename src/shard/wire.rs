@@ -64,6 +64,45 @@ pub enum ReplyTo {
     },
 }
 
+/// Where an answer goes, borrowed from a [`ReplyTo`] or from its archived
+/// form: the member side answers both the same way.
+#[derive(Debug, Clone, Copy)]
+pub enum ReplyRef<'a> {
+    /// A WebSocket request's id (raw JSON), if it had one.
+    Ws(Option<&'a str>),
+    /// A RESP reply slot.
+    Resp {
+        /// The slot's ticket.
+        ticket: u32,
+        /// The subscription count a SUBSCRIBE confirmation reports.
+        count: u32,
+    },
+}
+
+impl<'a> From<&'a ReplyTo> for ReplyRef<'a> {
+    fn from(r: &'a ReplyTo) -> Self {
+        match r {
+            ReplyTo::Ws(id) => ReplyRef::Ws(id.as_deref()),
+            ReplyTo::Resp { ticket, count } => ReplyRef::Resp {
+                ticket: *ticket,
+                count: *count,
+            },
+        }
+    }
+}
+
+impl<'a> From<&'a ArchivedReplyTo> for ReplyRef<'a> {
+    fn from(r: &'a ArchivedReplyTo) -> Self {
+        match r {
+            ArchivedReplyTo::Ws(id) => ReplyRef::Ws(id.as_ref().map(|s| s.as_str())),
+            ArchivedReplyTo::Resp { ticket, count } => ReplyRef::Resp {
+                ticket: ticket.to_native(),
+                count: count.to_native(),
+            },
+        }
+    }
+}
+
 /// One retained message, as sent back for `since` recovery.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, Debug, Clone, PartialEq)]
 pub struct Entry {

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# redis-benchmark PUBLISH against ringcast (one shard) and redis-server, in
+# alternating rounds: server CPU per request (from /proc/PID/stat over the
+# run, which does not depend on whether the client keeps up), requests/s,
+# and redis-benchmark's own CPU share. Servers on core 0; redis-benchmark
+# and the subscriber on core 1.
+#
+#   bench/resp-publish.sh [ROUNDS] [SIDE...]
+#
+# SIDE: ringcast, redis, or PATH=LABEL for another ringcast binary (A/B);
+# default: ringcast redis. Cases: pipelined -P 16 with one subscriber,
+# pipelined without, unpipelined with one. Every subscriber's message
+# count is checked against the requests sent (nothing may be lost).
+# Needs redis-benchmark, redis-cli and redis-server (Debian redis-tools,
+# redis-server). N=requests per case (default 2,000,000; unpipelined N/8).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+shift || true
+SIDES=("$@")
+[ ${#SIDES[@]} -eq 0 ] && SIDES=(ringcast redis)
+N=${N:-2000000}
+PORT=${PORT:-16390}
+BIN=${BIN:-target/release/ringcast}
+[ -x "$BIN" ] || cargo build --release --quiet
+HZ=$(getconf CLK_TCK)
+work=$(mktemp -d)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; pkill -f "redis-cli -p $PORT" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+start() {
+  case $1 in
+    redis) taskset -c 0 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 & ;;
+    ringcast) taskset -c 0 "$BIN" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn >/dev/null 2>&1 & ;;
+    *=*) taskset -c 0 "${1%%=*}" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn >/dev/null 2>&1 & ;;
+  esac
+  server_pid=$!
+  for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && return; sleep 0.05; done
+  echo "server $1 did not start" >&2; exit 1
+}
+
+stop() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
+
+# run SIDE CASE: prints "side case us_per_req req_per_s client_cpu lost"
+run() {
+  local side=$1 case=$2 n=$N pipe=16 subs=1
+  case $case in
+    pipelined) ;;
+    pipelined-nosub) subs=0 ;;
+    unpipelined) pipe=1; n=$((N / 8)) ;;
+  esac
+  start "$side"
+  local sub_out=$work/sub
+  : > "$sub_out"
+  if [ $subs -eq 1 ]; then
+    taskset -c 1 redis-cli -p "$PORT" subscribe bench > "$sub_out" &
+    for _ in $(seq 100); do grep -q subscribe "$sub_out" && break; sleep 0.02; done
+  fi
+  local before t0 after t1 out
+  before=$(cpu_ticks "$server_pid")
+  t0=$(date +%s.%N)
+  out=$( { /usr/bin/time -f "%U %S" taskset -c 1 redis-benchmark -p "$PORT" -c 50 -P "$pipe" -n "$n" -q PUBLISH bench hello 2>&1 >/dev/null | tail -1; } 2>&1 )
+  t1=$(date +%s.%N)
+  after=$(cpu_ticks "$server_pid")
+  local lost=0
+  if [ $subs -eq 1 ]; then
+    # Every message reaches the subscriber (3 lines per message).
+    for _ in $(seq 200); do
+      [ $(( $(wc -l < "$sub_out") / 3 - 1 )) -ge "$n" ] && break
+      sleep 0.05
+    done
+    lost=$(( n - ($(wc -l < "$sub_out") / 3 - 1) ))
+    pkill -f "redis-cli -p $PORT subscribe" || true
+  fi
+  stop
+  local client=${out##*$'\n'}
+  awk -v side="${side##*=}" -v case="$case" -v n="$n" -v b="$before" -v a="$after" -v hz="$HZ" \
+      -v t0="$t0" -v t1="$t1" -v client="$client" -v lost="$lost" 'BEGIN {
+    split(client, c, " "); wall = t1 - t0
+    printf "%-14s %-16s %7.2f us/req %10.0f req/s  client %3.0f%% of a core  lost %d\n",
+      side, case, (a - b) / hz * 1e6 / n, n / wall, (c[1] + c[2]) / wall * 100, lost
+  }'
+}
+
+for round in $(seq "$ROUNDS"); do
+  for case in pipelined pipelined-nosub unpipelined; do
+    for side in "${SIDES[@]}"; do
+      run "$side" "$case"
+    done
+  done
+done | tee "$work/all"
+echo
+echo "medians of $ROUNDS rounds:"
+awk '{k=$1" "$2; v[k]=v[k]" "$3; r[k]=r[k]" "$5} END {
+  for (k in v) {
+    n = split(v[k], a, " "); asort(a); m = split(r[k], b, " "); asort(b)
+    printf "%-32s %7.2f us/req %10.0f req/s\n", k, a[int((n + 1) / 2)], b[int((m + 1) / 2)]
+  }
+}' "$work/all" | sort
