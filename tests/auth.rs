@@ -591,6 +591,41 @@ async fn no_token_in_time_or_anything_else_first_closes() {
     );
 }
 
+/// `auth.timeout_ms` counts from the connect: a client that keeps the
+/// connection busy with pings (its own, or pongs to the server's) but never
+/// sends a token is closed all the same.
+#[tokio::test]
+async fn pings_do_not_stretch_the_auth_timeout() {
+    let server = jwt_server(&["--auth-timeout-ms", "300", "--ping-interval-ms", "100"]);
+    let mut ws = open(&server, "").await;
+    let started = std::time::Instant::now();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(50));
+    let code = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if ws.send(Message::Ping(b"still here".to_vec())).await.is_err() {
+                        return None;
+                    }
+                }
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                },
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s although it pings every 50 ms");
+    assert_eq!(code, Some(4001));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(200),
+        "not before the timeout: {:?}",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn a_flooder_is_rate_limited_and_others_are_not() {
     let server = Server::start(&[

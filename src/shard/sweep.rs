@@ -67,7 +67,9 @@ impl Shard {
         if conn.kind == Kind::Ws && self.authority.tokens_required() {
             let expires = conn.with_access(|a| a.as_ref().map(|a| a.expires));
             match expires {
-                None if since(conn.heard()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
+                // From the connect, not from what it last sent: pings and
+                // pongs must not keep a connection without a token.
+                None if since(conn.opened()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
                 Some(exp) if exp != 0 && exp <= unix_s => return Some(Due::Expired),
                 _ => {}
             }
