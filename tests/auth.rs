@@ -709,6 +709,108 @@ async fn a_connection_over_the_limit_for_long_is_closed() {
     assert_eq!(code, Some(4029));
 }
 
+/// At the default rates a flooder gets one publish through every 50 ms;
+/// it is still over the limit all the time, and is closed once that has
+/// lasted `rate_limited_close_ms`.
+#[tokio::test]
+async fn a_steady_flooder_at_the_default_rates_is_closed() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "20",
+        "--limits-publish-burst",
+        "40",
+        "--limits-rate-limited-close-ms",
+        "1000",
+    ]);
+    let mut c = Client::connect(&server, "flood").await;
+    let started = std::time::Instant::now();
+    let (mut passed, mut refused) = (0, 0);
+    let code = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        loop {
+            // 20 at a time, then read their answers: as fast as the server
+            // answers, never more than 20 ahead.
+            c.send_burst((0..20).map(|i| json!({"op":"publish","room":"r","data":i})))
+                .await;
+            let mut answered = 0;
+            while answered < 20 {
+                match c.ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        match (v["op"].as_str(), v["code"].as_str()) {
+                            (Some("ok"), _) => passed += 1,
+                            (Some("error"), Some("rate_limited")) => refused += 1,
+                            _ => panic!("{v}"),
+                        }
+                        answered += 1;
+                    }
+                    Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not closed: {passed} passed, {refused} refused"));
+    assert_eq!(code, Some(4029), "{passed} passed, {refused} refused");
+    assert!(passed > 40, "some got through all along: {passed}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A client that goes over the limit once, then keeps to the rate, is
+/// not closed, however long it stays: a second without a refusal ends the
+/// run.
+#[tokio::test]
+async fn a_client_over_the_limit_once_is_not_closed() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "20",
+        "--limits-publish-burst",
+        "40",
+        "--limits-rate-limited-close-ms",
+        "1000",
+    ]);
+    let mut c = Client::connect(&server, "eager").await;
+    c.send_burst((0..41).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
+        .await;
+    let mut refused = 0;
+    for _ in 0..41 {
+        let v = c.recv_main().await;
+        if v["code"] == "rate_limited" {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    // Then 10 a second for 1.5 s: all within the rate.
+    let period = std::time::Duration::from_millis(100);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    for i in 0..15 {
+        ticks.tick().await;
+        c.send(json!({"op":"publish","room":"r","data":i,"id":i}))
+            .await;
+        let v = c.recv_main().await;
+        assert_eq!(v["op"], "ok", "{v}");
+    }
+    // Over the limit again, 1.5 s after the first time: a new run, not one
+    // that has lasted 1.5 s.
+    c.send_burst((0..30).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
+        .await;
+    let mut refused = 0;
+    for _ in 0..30 {
+        let v = c.recv_main().await;
+        if v["code"] == "rate_limited" {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    c.send(json!({"op":"ping","id":"p"})).await;
+    assert_eq!(c.recv_main().await["op"], "pong");
+}
+
 #[tokio::test]
 async fn origins_not_listed_get_403() {
     let server = Server::start(&["--allowed-origins", "https://chat.example.com"]);

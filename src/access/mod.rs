@@ -66,9 +66,16 @@ pub struct Access {
     pub publishes: Bucket,
     /// Joins and leaves.
     pub joins: Bucket,
-    /// Since when (µs) every request it sent was refused by a rate limit.
-    pub limited_since: Option<u64>,
+    /// The run of refusals it is in, if any: when (µs) its first and its
+    /// latest refusal by a rate limit were.
+    pub over_limit: Option<(u64, u64)>,
 }
+
+/// A run of refusals ends when this long passes without one (µs). One
+/// second is longer than a bucket's interval at any rate (1 / rate), so a
+/// client that keeps sending faster than its rate is refused at least once
+/// in every such gap, however many of its requests get through.
+pub const QUIET_GAP_US: u64 = 1_000_000;
 
 impl Access {
     fn passed(&self, room: &str) -> bool {
@@ -90,16 +97,17 @@ impl Access {
         self.grants.as_ref().is_none_or(|g| g.publish.allows(room)) || self.passed(room)
     }
 
-    /// A request refused by a rate limit at `now_us`; true when that has
-    /// gone on for `close_after_us` (then the connection should go).
+    /// A request refused by a rate limit at `now_us`. Refusals less than
+    /// [`QUIET_GAP_US`] apart are one run, whatever got through between
+    /// them; true when the run has lasted `close_after_us` (then the
+    /// connection should go; 0: never).
     pub fn limited(&mut self, now_us: u64, close_after_us: u64) -> bool {
-        let since = *self.limited_since.get_or_insert(now_us);
-        close_after_us > 0 && now_us - since >= close_after_us
-    }
-
-    /// A request got through: the refusals in a row end.
-    pub fn unlimited(&mut self) {
-        self.limited_since = None;
+        let first = match self.over_limit {
+            Some((first, last)) if now_us.saturating_sub(last) < QUIET_GAP_US => first,
+            _ => now_us,
+        };
+        self.over_limit = Some((first, now_us));
+        close_after_us > 0 && now_us - first >= close_after_us
     }
 }
 
@@ -143,14 +151,40 @@ mod tests {
     }
 
     #[test]
-    fn refused_in_a_row_for_long_enough_means_close() {
+    fn refused_in_every_second_for_long_enough_means_close() {
+        const S: u64 = 1_000_000;
+        let close = 10 * S;
+        // Refused every 900 ms (requests passing between): one run, closed
+        // once it has lasted 10 s.
         let mut a = Access::default();
-        assert!(!a.limited(1_000, 10_000));
-        assert!(!a.limited(5_000, 10_000));
-        assert!(a.limited(11_000, 10_000));
-        a.unlimited();
-        assert!(!a.limited(12_000, 10_000));
-        assert!(!a.limited(100_000, 0), "0: never");
+        let mut t = S;
+        while t < S + close {
+            assert!(!a.limited(t, close), "at {t}");
+            t += 900_000;
+        }
+        assert!(a.limited(t, close));
+        // Refused every 1.1 s: each refusal starts a run of its own.
+        let mut b = Access::default();
+        for i in 0..30 {
+            assert!(!b.limited(S + i * 1_100_000, close));
+        }
+        // Over the limit once, then again much later: never closed.
+        let mut c = Access::default();
+        assert!(!c.limited(S, close));
+        assert!(!c.limited(S + 20 * S, close));
+        assert!(!c.limited(S + 20 * S + 500_000, close));
+        // A burst of refusals shorter than the close time.
+        let mut d = Access::default();
+        assert!(!d.limited(S, 2 * S));
+        assert!(!d.limited(S + S / 2, 2 * S));
+        assert!(
+            !d.limited(2 * S + S / 2, 2 * S),
+            "the gap is 1 s: a new run"
+        );
+        assert!(!d.limited(3 * S + S / 3, 2 * S));
+        assert!(!d.limited(4 * S, 2 * S));
+        assert!(d.limited(4 * S + S / 2, 2 * S), "2 s since 2.5 s");
+        assert!(!Access::default().limited(100 * S, 0), "0: never");
     }
 
     #[test]

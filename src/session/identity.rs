@@ -164,9 +164,11 @@ pub(super) fn allow(
 }
 
 /// Takes one request from the connection's `limit` bucket. Over the
-/// limit the client gets `rate_limited` with how long to wait, nothing is
-/// queued, and a client refused for `rate_limited_close_ms` in a row is
-/// closed (4029). True when the request may go on.
+/// limit the client gets `rate_limited` with how long to wait, and nothing
+/// is queued. A client refused at least once a second (whatever got
+/// through between) for `rate_limited_close_ms` is closed (4029): the
+/// bucket lets one request through every 1 / rate s, so a flooder is never
+/// refused "in a row". True when the request may go on.
 pub(super) fn within_rate(
     shard: &Rc<Shard>,
     conn: &Rc<Conn>,
@@ -190,10 +192,7 @@ pub(super) fn within_rate(
             Limit::Join => &mut a.joins,
         };
         match bucket.take(now, rate, burst) {
-            Ok(()) => {
-                a.unlimited();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(wait) => Err((wait, a.limited(now, close_after))),
         }
     });

@@ -26,5 +26,6 @@ pub const FORBIDDEN: u16 = 4003;
 /// The client did not answer a ping within `ping_timeout_ms`.
 pub const PING_TIMEOUT: u16 = 4008;
 
-/// The client stayed over its rate limit for `rate_limited_close_ms`.
+/// The client stayed over its rate limit for `rate_limited_close_ms`:
+/// refused at least once in every second of it.
 pub const RATE_LIMITED: u16 = 4029;
