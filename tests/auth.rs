@@ -988,6 +988,57 @@ async fn resp_auth_with_the_redis_crate_and_redis_cli() {
     );
 }
 
+/// A web page can make a browser POST to the RESP port; the body's lines
+/// would be inline commands. As Redis does, a command named `POST` or
+/// `Host:` closes the connection before anything after it runs.
+#[tokio::test]
+async fn an_http_request_to_the_resp_port_runs_nothing() {
+    let server = Server::start(&["--presence-interval-ms", "0"]);
+    let mut sub = Client::connect(&server, "sub").await;
+    sub.join("r").await;
+    let attacks: [&[u8]; 4] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nPUBLISH r x\r\n",
+        b"post /x HTTP/1.1\r\nPUBLISH r x\r\n",
+        b"GET / HTTP/1.1\r\nhOsT: 127.0.0.1:6380\r\n\r\nPUBLISH r x\r\n",
+        b"*2\r\n$5\r\nHOST:\r\n$1\r\nx\r\n*3\r\n$7\r\nPUBLISH\r\n$1\r\nr\r\n$1\r\nx\r\n",
+    ];
+    for attack in attacks {
+        let mut s = tokio::net::TcpStream::connect(server.resp).await.unwrap();
+        s.write_all(attack).await.unwrap();
+        // No shutdown from this side: the server must end the connection.
+        let mut out = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .unwrap_or_else(|_| panic!("not closed: {}", String::from_utf8_lossy(attack)))
+            .ok();
+        let out = String::from_utf8_lossy(&out);
+        assert!(!out.contains(":1\r\n"), "a PUBLISH ran: {out:?}");
+    }
+    // A real publish after them is the first message the subscriber gets.
+    let client = redis::Client::open(format!("redis://{}", server.resp).as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("r")
+        .arg("real")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let msg = sub.recv_op("message").await;
+    assert_eq!(msg["data"], "real", "{msg}");
+    let history = {
+        sub.send(json!({"op":"history","room":"r","id":"h"})).await;
+        sub.recv_op("history").await
+    };
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+    let stats = server.stats().await;
+    assert!(errors_total(&stats, "resp") >= 4, "{stats}");
+}
+
 #[tokio::test]
 async fn without_passwords_resp_is_open_and_auth_says_so() {
     let server = Server::start(&[]);
