@@ -528,6 +528,46 @@ async fn refresh_extends_and_expiry_closes() {
     );
 }
 
+/// A token that expired less than `auth.leeway_s` ago verifies; the
+/// connection then lasts until `exp` + leeway, not only until `exp` (which
+/// is already past). The same for a refresh.
+#[tokio::test]
+async fn leeway_applies_to_the_close_at_expiry_too() {
+    // A short auth timeout makes the sweep run every 50 ms.
+    let server = jwt_server(&["--auth-leeway-s", "3", "--auth-timeout-ms", "200"]);
+    let exp = now() - 1;
+    let late = hs256(SECRET, &json!({"sub":"ann","exp":exp,"rooms":["*"]}));
+    let (mut a, w) = log_in(&server, &late).await;
+    let started = std::time::Instant::now();
+    w.unwrap();
+    // Closed at exp + 3 s: at least 1 s from now (`now()` rounds down).
+    assert_eq!(next(&mut a).await, Err(4002));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed {:?} after the welcome",
+        started.elapsed()
+    );
+    // A refresh with such a token: the reply says its exp, and the
+    // connection lasts until exp + leeway.
+    let (mut b, w) = log_in(&server, &hs256(SECRET, &claims("ann", &["*"]))).await;
+    w.unwrap();
+    let exp = now() - 1;
+    let late = hs256(SECRET, &json!({"sub":"ann","exp":exp,"rooms":["*"]}));
+    let ok = request(&mut b, json!({"op":"refresh","token":late,"id":"r"})).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        (ok["op"].as_str(), ok["exp"].as_u64()),
+        (Some("ok"), Some(exp)),
+        "{ok}"
+    );
+    assert_eq!(next(&mut b).await, Err(4002));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed {:?} after the refresh",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn keys_rotate_on_sighup_without_dropping_connections() {
     let dir = std::env::temp_dir().join(format!("ringcast-rotate-{}", std::process::id()));

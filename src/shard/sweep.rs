@@ -22,7 +22,7 @@ enum Due {
     Idle,
     /// No token within `auth.timeout_ms`.
     NoToken,
-    /// Its token's `exp` passed without a refresh.
+    /// Its token's `exp` (+ `auth.leeway_s`) passed without a refresh.
     Expired,
 }
 
@@ -70,7 +70,11 @@ impl Shard {
                 // From the connect, not from what it last sent: pings and
                 // pongs must not keep a connection without a token.
                 None if since(conn.opened()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
-                Some(exp) if exp != 0 && exp <= unix_s => return Some(Due::Expired),
+                // With the leeway the token was verified with: one that
+                // came in just past its `exp` is not closed at once.
+                Some(exp) if exp != 0 && exp.saturating_add(cfg.auth.leeway_s) <= unix_s => {
+                    return Some(Due::Expired)
+                }
                 _ => {}
             }
         }
