@@ -436,6 +436,226 @@ async fn room_patterns_allow_and_deny() {
     assert!(errors_total(&stats, "forbidden") >= 6, "{stats}");
 }
 
+/// What the server sends `ws` up to the reply to `id`: the events before
+/// it (presence and messages left out) and the reply.
+async fn events_then_reply(ws: &mut Ws, id: &str) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    loop {
+        let v = next(ws).await.expect("not closed");
+        if v["id"] == id {
+            return (events, v);
+        }
+        if v["op"] != "presence" && v["op"] != "message" && v["op"] != "typing" {
+            events.push(v);
+        }
+    }
+}
+
+/// A room token opens its room until its `exp` (+ leeway): then the
+/// connection is taken out of the room, told why, and refused there; and
+/// leaving the room spends it.
+#[tokio::test]
+async fn a_room_token_ends_at_its_exp_and_at_leave() {
+    let server = jwt_server(&[
+        "--auth-leeway-s",
+        "0",
+        "--auth-timeout-ms",
+        "200",
+        "--presence-interval-ms",
+        "0",
+    ]);
+    let (mut ann, w) = log_in(&server, &hs256(SECRET, &claims("ann", &["lobby"]))).await;
+    w.unwrap();
+    let (mut bob, w) = log_in(&server, &hs256(SECRET, &claims("bob", &["secret"]))).await;
+    w.unwrap();
+    assert_eq!(
+        request(&mut bob, json!({"op":"join","room":"secret","id":1})).await["op"],
+        "ok"
+    );
+    let exp = now() + 2;
+    let pass = hs256(SECRET, &json!({"sub":"ann","room":"secret","exp":exp}));
+    let joined = request(
+        &mut ann,
+        json!({"op":"join","room":"secret","token":pass,"id":1}),
+    )
+    .await;
+    assert_eq!(joined["op"], "ok", "{joined}");
+    // Another room, its pass as short, renewed by joining again with a
+    // longer one before it ends.
+    for (i, exp) in [(3, exp), (4, now() + 600)] {
+        let renewed = hs256(SECRET, &json!({"sub":"ann","room":"renewed","exp":exp}));
+        let joined = request(
+            &mut ann,
+            json!({"op":"join","room":"renewed","token":renewed,"id":i}),
+        )
+        .await;
+        assert_eq!(joined["op"], "ok", "{joined}");
+    }
+    let published = request(
+        &mut ann,
+        json!({"op":"publish","room":"secret","data":"in","id":2}),
+    )
+    .await;
+    assert_eq!(published["op"], "ok", "{published}");
+    // At exp the connection is out of the room, and says so.
+    let event = loop {
+        let v = next(&mut ann).await.expect("not closed");
+        if v["op"] == "error" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (&event["code"], &event["room"], event.get("id")),
+        (&json!("forbidden"), &json!("secret"), None),
+        "{event}"
+    );
+    // The same sweep would have ended the other pass: its room stays.
+    ann.send(Message::Text(json!({"op":"ping","id":"p"}).to_string()))
+        .await
+        .unwrap();
+    let (events, _) = events_then_reply(&mut ann, "p").await;
+    assert!(events.is_empty(), "{events:?}");
+    let published = request(
+        &mut ann,
+        json!({"op":"publish","room":"renewed","data":"still","id":5}),
+    )
+    .await;
+    assert_eq!(published["op"], "ok", "{published}");
+    // The home has it leave: the other member sees it go.
+    loop {
+        let v = next(&mut bob).await.unwrap();
+        if v["op"] == "presence" && v["user"] == "ann" && v["event"] == "leave" {
+            break;
+        }
+    }
+    let code = |v: Value| {
+        v["code"]
+            .as_str()
+            .unwrap_or(v["op"].as_str().unwrap())
+            .to_string()
+    };
+    for (i, req) in [
+        json!({"op":"publish","room":"secret","data":"x"}),
+        json!({"op":"history","room":"secret"}),
+        json!({"op":"members","room":"secret"}),
+        json!({"op":"join","room":"secret"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut req = req;
+        req["id"] = json!(10 + i);
+        assert_eq!(
+            code(request(&mut ann, req.clone()).await),
+            "forbidden",
+            "{req}"
+        );
+    }
+    let again = request(
+        &mut ann,
+        json!({"op":"join","room":"secret","token":pass,"id":20}),
+    )
+    .await;
+    assert_eq!(
+        (again["code"].as_str(), again["message"].as_str()),
+        (Some("unauthorized"), Some("room token: token expired")),
+        "{again}"
+    );
+    // Leaving spends a room token: back in takes one again.
+    let vault = hs256(SECRET, &json!({"sub":"ann","room":"vault","exp":now()+600}));
+    let with_token = json!({"op":"join","room":"vault","token":vault,"id":30});
+    assert_eq!(code(request(&mut ann, with_token.clone()).await), "ok");
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"vault","id":31})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"join","room":"vault","id":32})).await),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ann,
+                json!({"op":"publish","room":"vault","data":1,"id":33})
+            )
+            .await
+        ),
+        "forbidden"
+    );
+    assert_eq!(code(request(&mut ann, with_token).await), "ok");
+}
+
+/// A refresh whose `rooms` no longer cover a room the connection is in
+/// takes it out of that room, before the refresh's answer.
+#[tokio::test]
+async fn a_refresh_that_drops_a_room_leaves_it() {
+    let server = jwt_server(&["--presence-interval-ms", "0"]);
+    let (mut ann, w) = log_in(
+        &server,
+        &hs256(SECRET, &claims("ann", &["lobby", "team:*"])),
+    )
+    .await;
+    w.unwrap();
+    for (i, room) in ["lobby", "team:1", "team:2"].into_iter().enumerate() {
+        let ok = request(&mut ann, json!({"op":"join","room":room,"id":i})).await;
+        assert_eq!(ok["op"], "ok", "{ok}");
+    }
+    // A room token keeps the room it is for.
+    let pass = hs256(SECRET, &json!({"sub":"ann","room":"dm:1","exp":now()+600}));
+    let ok = request(
+        &mut ann,
+        json!({"op":"join","room":"dm:1","token":pass,"id":"t"}),
+    )
+    .await;
+    assert_eq!(ok["op"], "ok", "{ok}");
+    let narrower = hs256(SECRET, &claims("ann", &["lobby"]));
+    ann.send(Message::Text(
+        json!({"op":"refresh","token":narrower,"id":"r"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let (events, reply) = events_then_reply(&mut ann, "r").await;
+    assert_eq!(reply["op"], "ok", "{reply}");
+    let mut left: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (&e["op"], &e["code"]),
+                (&json!("error"), &json!("forbidden")),
+                "{e}"
+            );
+            e["room"].as_str().unwrap()
+        })
+        .collect();
+    left.sort();
+    assert_eq!(left, ["team:1", "team:2"], "{events:?}");
+    let code = |v: Value| {
+        v["code"]
+            .as_str()
+            .unwrap_or(v["op"].as_str().unwrap())
+            .to_string()
+    };
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"team:1","id":1})).await),
+        "not_member"
+    );
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"dm:1","id":2})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ann,
+                json!({"op":"publish","room":"lobby","data":1,"id":3})
+            )
+            .await
+        ),
+        "ok"
+    );
+}
+
 #[tokio::test]
 async fn info_is_shown_with_the_user_and_is_bounded() {
     let server = jwt_server(&[

@@ -56,7 +56,9 @@ impl Authority {
 pub struct Access {
     /// The rooms it may join and read, and publish into; `None` = any.
     pub grants: Option<Grants>,
-    /// Rooms a room token let it into, beyond its grants, with their `exp`.
+    /// Rooms a room token let it into, beyond its grants, with the token's
+    /// `exp` (0: none). A pass ends at `exp` + leeway (see
+    /// [`Access::expire_passes`]) or when the connection leaves the room.
     pub room_passes: Vec<(Box<str>, u64)>,
     /// When its token expires, Unix seconds (0: never).
     pub expires: u64,
@@ -82,9 +84,50 @@ impl Access {
         self.room_passes.iter().any(|(r, _)| &**r == room)
     }
 
+    /// A room token let it into `room` until `exp`: the pass replaces one
+    /// it had for the room.
+    pub fn grant_pass(&mut self, room: &str, exp: u64) {
+        match self.room_passes.iter_mut().find(|(r, _)| &**r == room) {
+            Some(pass) => pass.1 = exp,
+            None => self.room_passes.push((room.into(), exp)),
+        }
+    }
+
+    /// It left `room`: a room token it joined with is spent.
+    pub fn drop_pass(&mut self, room: &str) {
+        self.room_passes.retain(|(r, _)| &**r != room);
+    }
+
+    /// True when one of its room passes has expired at `unix_s` (see
+    /// [`expired`]).
+    pub fn passes_expired(&self, unix_s: u64, leeway_s: u64) -> bool {
+        self.room_passes
+            .iter()
+            .any(|(_, exp)| expired(*exp, leeway_s, unix_s))
+    }
+
+    /// Drops the room passes that have expired at `unix_s` (see
+    /// [`expired`]), returning their rooms.
+    pub fn expire_passes(&mut self, unix_s: u64, leeway_s: u64) -> Vec<Box<str>> {
+        let mut ended = Vec::new();
+        self.room_passes.retain_mut(|(room, exp)| {
+            let live = !expired(*exp, leeway_s, unix_s);
+            if !live {
+                ended.push(std::mem::take(room));
+            }
+            live
+        });
+        ended
+    }
+
+    /// May its connection token (its grants; no room pass) join `room`?
+    pub fn granted_join(&self, room: &str) -> bool {
+        self.grants.as_ref().is_none_or(|g| g.rooms.allows(room))
+    }
+
     /// May it join `room` (and so receive its messages)?
     pub fn may_join(&self, room: &str) -> bool {
-        self.grants.as_ref().is_none_or(|g| g.rooms.allows(room)) || self.passed(room)
+        self.granted_join(room) || self.passed(room)
     }
 
     /// May it read `room`'s history and members?
@@ -109,6 +152,14 @@ impl Access {
         self.over_limit = Some((first, now_us));
         close_after_us > 0 && now_us - first >= close_after_us
     }
+}
+
+/// True when a token with `exp` (Unix seconds; 0: none) has expired at
+/// `unix_s`, judged as the verifier judges it when the token arrives: good
+/// through the second `exp` + `leeway_s`, expired after it. A connection
+/// or room token is let in and ended by the same rule.
+pub fn expired(exp: u64, leeway_s: u64, unix_s: u64) -> bool {
+    exp != 0 && exp.saturating_add(leeway_s) < unix_s
 }
 
 /// True when a page of `origin` may open a WebSocket connection: always
@@ -142,12 +193,36 @@ mod tests {
         assert!(a.may_join("team:1") && a.may_read("lobby"));
         assert!(!a.may_join("secret"));
         assert!(a.may_publish("lobby") && !a.may_publish("team:1"));
-        a.room_passes.push(("secret".into(), 0));
+        a.grant_pass("secret", 0);
         assert!(a.may_join("secret") && a.may_publish("secret"));
+        a.drop_pass("secret");
+        assert!(!a.may_join("secret"), "leaving spends the pass");
         assert!(
             Access::default().may_publish("anything"),
             "no grants: anything"
         );
+    }
+
+    #[test]
+    fn room_passes_end_at_exp_plus_leeway() {
+        let mut a = Access {
+            grants: Some(Grants::default()),
+            ..Access::default()
+        };
+        a.grant_pass("a", 1_000);
+        a.grant_pass("b", 2_000);
+        a.grant_pass("forever", 0);
+        a.grant_pass("a", 1_500);
+        assert_eq!(a.room_passes.len(), 3, "one pass per room");
+        assert!(!a.passes_expired(1_530, 30), "good through exp + leeway");
+        assert!(a.expire_passes(1_530, 30).is_empty());
+        assert!(a.passes_expired(1_531, 30));
+        assert_eq!(a.expire_passes(1_531, 30), vec![Box::from("a")]);
+        assert!(!a.may_join("a") && a.may_join("b") && a.may_publish("b"));
+        assert_eq!(a.expire_passes(1_000_000, 30), vec![Box::from("b")]);
+        assert!(a.may_join("forever"));
+        assert!(!a.passes_expired(u64::MAX, 30));
+        assert!(!expired(0, 0, u64::MAX) && expired(10, 0, 11) && !expired(u64::MAX, 5, 7));
     }
 
     #[test]
