@@ -1307,4 +1307,48 @@ async fn without_passwords_resp_is_open_and_auth_says_so() {
         out,
         "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n+PONG\r\n"
     );
+    // As Redis 7, whose default user is `nopass` then: any password for
+    // `default` is right, and no other user exists.
+    let out = raw_resp(
+        &server,
+        b"AUTH default anything\r\nAUTH nobody x\r\nHELLO 3 AUTH nobody x\r\nHELLO 3 AUTH default x\r\nPING\r\n",
+    )
+    .await;
+    let wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    let (first, rest) = out.split_at(5);
+    assert_eq!(first, "+OK\r\n", "{out}");
+    assert!(
+        rest.starts_with(&format!("{wrongpass}{wrongpass}%7\r\n")),
+        "{out}"
+    );
+    assert!(rest.contains("$5\r\nproto\r\n:3\r\n"), "{out}");
+    assert!(rest.ends_with("+PONG\r\n"), "{out}");
+    // The redis crate sends AUTH default …, and HELLO 3 AUTH default … in
+    // RESP3.
+    for url in [
+        format!("redis://default:anything@{}", server.resp),
+        format!("redis://default:anything@{}/?protocol=resp3", server.resp),
+    ] {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+        assert_eq!(pong, "PONG", "{url}");
+    }
+    if !have_tool("redis-cli", "redis-tools") {
+        return;
+    }
+    let port = server.resp.port().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port, "--no-auth-warning"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["--user", "default", "--pass", "x", "ping"]), "PONG");
+    assert_eq!(
+        cli(&["-3", "--user", "default", "--pass", "x", "ping"]),
+        "PONG"
+    );
 }

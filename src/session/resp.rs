@@ -415,10 +415,14 @@ fn allowed_before_auth(cmd: &Command) -> bool {
 }
 
 /// `AUTH [user] password` (or HELLO's): on success the connection is that
-/// user, with its channels; else Redis's error, and false.
+/// user, with its channels; else Redis's error, and false. Without any
+/// password configured, as Redis 7 with its `nopass` default user: `AUTH
+/// password` is an error, `AUTH default anything` (and `HELLO … AUTH
+/// default anything`) succeeds and changes nothing, any other user is
+/// WRONGPASS.
 fn log_in(shard: &Shard, conn: &Rc<Conn>, user: Option<&[u8]>, password: &[u8]) -> bool {
     let auth = &shard.authority.resp;
-    if !auth.required() {
+    if !auth.required() && user.is_none() {
         error(
             shard,
             conn,
@@ -436,6 +440,10 @@ fn log_in(shard: &Shard, conn: &Rc<Conn>, user: Option<&[u8]>, password: &[u8]) 
         );
         return false;
     };
+    if !auth.required() {
+        // The default user, as the connection already was.
+        return true;
+    }
     if login.user != "default" {
         // A publish carries the RESP user as its user.
         conn.set_user(login.user.into());
