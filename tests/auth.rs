@@ -1045,9 +1045,12 @@ async fn a_client_over_the_limit_once_is_not_closed() {
         }
     }
     assert_eq!(refused, 1);
-    // Then 10 a second for 1.5 s: all within the rate.
+    // Then 10 a second for 1.5 s, from 200 ms on (the bucket lets the
+    // next one through 50 ms after the burst): all within the rate.
     let period = std::time::Duration::from_millis(100);
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let start = tokio::time::Instant::now() + 2 * period;
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for i in 0..15 {
         ticks.tick().await;
         c.send(json!({"op":"publish","room":"r","data":i,"id":i}))
@@ -1055,12 +1058,12 @@ async fn a_client_over_the_limit_once_is_not_closed() {
         let v = c.recv_main().await;
         assert_eq!(v["op"], "ok", "{v}");
     }
-    // Over the limit again, 1.5 s after the first time: a new run, not one
-    // that has lasted 1.5 s.
-    c.send_burst((0..30).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
+    // Over the limit again (more than the burst), 1.5 s after the first
+    // time: a new run, not one that has lasted 1.5 s.
+    c.send_burst((0..60).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
         .await;
     let mut refused = 0;
-    for _ in 0..30 {
+    for _ in 0..60 {
         let v = c.recv_main().await;
         if v["code"] == "rate_limited" {
             refused += 1;
