@@ -213,8 +213,10 @@ settings! {
         join_rate: u32 = 10, flag limits_join_rate [value_name = "N"];
         /// Of those, how many may come at once.
         join_burst: u32 = 100, flag limits_join_burst [value_name = "N"];
-        /// A connection refused by a rate limit this long without a request
-        /// getting through is closed (4029); 0 = never closed for it.
+        /// A connection refused by a rate limit at least once a second (what
+        /// passes between does not matter) for this long is closed (4029);
+        /// a second without a refusal starts the count again. 0 = never
+        /// closed for it.
         rate_limited_close_ms: u64 = 10_000, flag limits_rate_limited_close_ms [value_name = "MS"];
         /// The most characters a publish's `data` (as sent) may have; 0 =
         /// only `max_payload` bytes limit it.

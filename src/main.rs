@@ -36,7 +36,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Doctor { json, serve } => match ringcast::config::Config::load(&serve) {
+        Command::Doctor { json, serve } => match ringcast::doctor::load(&serve) {
             Ok(cfg) => std::process::ExitCode::from(ringcast::doctor::run(json, &cfg) as u8),
             Err(e) => {
                 eprintln!("ringcast: {e:#}");

@@ -436,6 +436,226 @@ async fn room_patterns_allow_and_deny() {
     assert!(errors_total(&stats, "forbidden") >= 6, "{stats}");
 }
 
+/// What the server sends `ws` up to the reply to `id`: the events before
+/// it (presence and messages left out) and the reply.
+async fn events_then_reply(ws: &mut Ws, id: &str) -> (Vec<Value>, Value) {
+    let mut events = Vec::new();
+    loop {
+        let v = next(ws).await.expect("not closed");
+        if v["id"] == id {
+            return (events, v);
+        }
+        if v["op"] != "presence" && v["op"] != "message" && v["op"] != "typing" {
+            events.push(v);
+        }
+    }
+}
+
+/// A room token opens its room until its `exp` (+ leeway): then the
+/// connection is taken out of the room, told why, and refused there; and
+/// leaving the room spends it.
+#[tokio::test]
+async fn a_room_token_ends_at_its_exp_and_at_leave() {
+    let server = jwt_server(&[
+        "--auth-leeway-s",
+        "0",
+        "--auth-timeout-ms",
+        "200",
+        "--presence-interval-ms",
+        "0",
+    ]);
+    let (mut ann, w) = log_in(&server, &hs256(SECRET, &claims("ann", &["lobby"]))).await;
+    w.unwrap();
+    let (mut bob, w) = log_in(&server, &hs256(SECRET, &claims("bob", &["secret"]))).await;
+    w.unwrap();
+    assert_eq!(
+        request(&mut bob, json!({"op":"join","room":"secret","id":1})).await["op"],
+        "ok"
+    );
+    let exp = now() + 2;
+    let pass = hs256(SECRET, &json!({"sub":"ann","room":"secret","exp":exp}));
+    let joined = request(
+        &mut ann,
+        json!({"op":"join","room":"secret","token":pass,"id":1}),
+    )
+    .await;
+    assert_eq!(joined["op"], "ok", "{joined}");
+    // Another room, its pass as short, renewed by joining again with a
+    // longer one before it ends.
+    for (i, exp) in [(3, exp), (4, now() + 600)] {
+        let renewed = hs256(SECRET, &json!({"sub":"ann","room":"renewed","exp":exp}));
+        let joined = request(
+            &mut ann,
+            json!({"op":"join","room":"renewed","token":renewed,"id":i}),
+        )
+        .await;
+        assert_eq!(joined["op"], "ok", "{joined}");
+    }
+    let published = request(
+        &mut ann,
+        json!({"op":"publish","room":"secret","data":"in","id":2}),
+    )
+    .await;
+    assert_eq!(published["op"], "ok", "{published}");
+    // At exp the connection is out of the room, and says so.
+    let event = loop {
+        let v = next(&mut ann).await.expect("not closed");
+        if v["op"] == "error" {
+            break v;
+        }
+    };
+    assert_eq!(
+        (&event["code"], &event["room"], event.get("id")),
+        (&json!("forbidden"), &json!("secret"), None),
+        "{event}"
+    );
+    // The same sweep would have ended the other pass: its room stays.
+    ann.send(Message::Text(json!({"op":"ping","id":"p"}).to_string()))
+        .await
+        .unwrap();
+    let (events, _) = events_then_reply(&mut ann, "p").await;
+    assert!(events.is_empty(), "{events:?}");
+    let published = request(
+        &mut ann,
+        json!({"op":"publish","room":"renewed","data":"still","id":5}),
+    )
+    .await;
+    assert_eq!(published["op"], "ok", "{published}");
+    // The home has it leave: the other member sees it go.
+    loop {
+        let v = next(&mut bob).await.unwrap();
+        if v["op"] == "presence" && v["user"] == "ann" && v["event"] == "leave" {
+            break;
+        }
+    }
+    let code = |v: Value| {
+        v["code"]
+            .as_str()
+            .unwrap_or(v["op"].as_str().unwrap())
+            .to_string()
+    };
+    for (i, req) in [
+        json!({"op":"publish","room":"secret","data":"x"}),
+        json!({"op":"history","room":"secret"}),
+        json!({"op":"members","room":"secret"}),
+        json!({"op":"join","room":"secret"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut req = req;
+        req["id"] = json!(10 + i);
+        assert_eq!(
+            code(request(&mut ann, req.clone()).await),
+            "forbidden",
+            "{req}"
+        );
+    }
+    let again = request(
+        &mut ann,
+        json!({"op":"join","room":"secret","token":pass,"id":20}),
+    )
+    .await;
+    assert_eq!(
+        (again["code"].as_str(), again["message"].as_str()),
+        (Some("unauthorized"), Some("room token: token expired")),
+        "{again}"
+    );
+    // Leaving spends a room token: back in takes one again.
+    let vault = hs256(SECRET, &json!({"sub":"ann","room":"vault","exp":now()+600}));
+    let with_token = json!({"op":"join","room":"vault","token":vault,"id":30});
+    assert_eq!(code(request(&mut ann, with_token.clone()).await), "ok");
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"vault","id":31})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"join","room":"vault","id":32})).await),
+        "forbidden"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ann,
+                json!({"op":"publish","room":"vault","data":1,"id":33})
+            )
+            .await
+        ),
+        "forbidden"
+    );
+    assert_eq!(code(request(&mut ann, with_token).await), "ok");
+}
+
+/// A refresh whose `rooms` no longer cover a room the connection is in
+/// takes it out of that room, before the refresh's answer.
+#[tokio::test]
+async fn a_refresh_that_drops_a_room_leaves_it() {
+    let server = jwt_server(&["--presence-interval-ms", "0"]);
+    let (mut ann, w) = log_in(
+        &server,
+        &hs256(SECRET, &claims("ann", &["lobby", "team:*"])),
+    )
+    .await;
+    w.unwrap();
+    for (i, room) in ["lobby", "team:1", "team:2"].into_iter().enumerate() {
+        let ok = request(&mut ann, json!({"op":"join","room":room,"id":i})).await;
+        assert_eq!(ok["op"], "ok", "{ok}");
+    }
+    // A room token keeps the room it is for.
+    let pass = hs256(SECRET, &json!({"sub":"ann","room":"dm:1","exp":now()+600}));
+    let ok = request(
+        &mut ann,
+        json!({"op":"join","room":"dm:1","token":pass,"id":"t"}),
+    )
+    .await;
+    assert_eq!(ok["op"], "ok", "{ok}");
+    let narrower = hs256(SECRET, &claims("ann", &["lobby"]));
+    ann.send(Message::Text(
+        json!({"op":"refresh","token":narrower,"id":"r"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let (events, reply) = events_then_reply(&mut ann, "r").await;
+    assert_eq!(reply["op"], "ok", "{reply}");
+    let mut left: Vec<&str> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (&e["op"], &e["code"]),
+                (&json!("error"), &json!("forbidden")),
+                "{e}"
+            );
+            e["room"].as_str().unwrap()
+        })
+        .collect();
+    left.sort();
+    assert_eq!(left, ["team:1", "team:2"], "{events:?}");
+    let code = |v: Value| {
+        v["code"]
+            .as_str()
+            .unwrap_or(v["op"].as_str().unwrap())
+            .to_string()
+    };
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"team:1","id":1})).await),
+        "not_member"
+    );
+    assert_eq!(
+        code(request(&mut ann, json!({"op":"leave","room":"dm:1","id":2})).await),
+        "ok"
+    );
+    assert_eq!(
+        code(
+            request(
+                &mut ann,
+                json!({"op":"publish","room":"lobby","data":1,"id":3})
+            )
+            .await
+        ),
+        "ok"
+    );
+}
+
 #[tokio::test]
 async fn info_is_shown_with_the_user_and_is_bounded() {
     let server = jwt_server(&[
@@ -528,6 +748,46 @@ async fn refresh_extends_and_expiry_closes() {
     );
 }
 
+/// A token that expired less than `auth.leeway_s` ago verifies; the
+/// connection then lasts until `exp` + leeway, not only until `exp` (which
+/// is already past). The same for a refresh.
+#[tokio::test]
+async fn leeway_applies_to_the_close_at_expiry_too() {
+    // A short auth timeout makes the sweep run every 50 ms.
+    let server = jwt_server(&["--auth-leeway-s", "3", "--auth-timeout-ms", "200"]);
+    let exp = now() - 1;
+    let late = hs256(SECRET, &json!({"sub":"ann","exp":exp,"rooms":["*"]}));
+    let (mut a, w) = log_in(&server, &late).await;
+    let started = std::time::Instant::now();
+    w.unwrap();
+    // Closed at exp + 3 s: at least 1 s from now (`now()` rounds down).
+    assert_eq!(next(&mut a).await, Err(4002));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed {:?} after the welcome",
+        started.elapsed()
+    );
+    // A refresh with such a token: the reply says its exp, and the
+    // connection lasts until exp + leeway.
+    let (mut b, w) = log_in(&server, &hs256(SECRET, &claims("ann", &["*"]))).await;
+    w.unwrap();
+    let exp = now() - 1;
+    let late = hs256(SECRET, &json!({"sub":"ann","exp":exp,"rooms":["*"]}));
+    let ok = request(&mut b, json!({"op":"refresh","token":late,"id":"r"})).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        (ok["op"].as_str(), ok["exp"].as_u64()),
+        (Some("ok"), Some(exp)),
+        "{ok}"
+    );
+    assert_eq!(next(&mut b).await, Err(4002));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "closed {:?} after the refresh",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn keys_rotate_on_sighup_without_dropping_connections() {
     let dir = std::env::temp_dir().join(format!("ringcast-rotate-{}", std::process::id()));
@@ -588,6 +848,41 @@ async fn no_token_in_time_or_anything_else_first_closes() {
         next(&mut eager).await,
         Err(4001),
         "a request before the token"
+    );
+}
+
+/// `auth.timeout_ms` counts from the connect: a client that keeps the
+/// connection busy with pings (its own, or pongs to the server's) but never
+/// sends a token is closed all the same.
+#[tokio::test]
+async fn pings_do_not_stretch_the_auth_timeout() {
+    let server = jwt_server(&["--auth-timeout-ms", "300", "--ping-interval-ms", "100"]);
+    let mut ws = open(&server, "").await;
+    let started = std::time::Instant::now();
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(50));
+    let code = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if ws.send(Message::Ping(b"still here".to_vec())).await.is_err() {
+                        return None;
+                    }
+                }
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                },
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s although it pings every 50 ms");
+    assert_eq!(code, Some(4001));
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(200),
+        "not before the timeout: {:?}",
+        started.elapsed()
     );
 }
 
@@ -672,6 +967,111 @@ async fn a_connection_over_the_limit_for_long_is_closed() {
         }
     }
     assert_eq!(code, Some(4029));
+}
+
+/// At the default rates a flooder gets one publish through every 50 ms;
+/// it is still over the limit all the time, and is closed once that has
+/// lasted `rate_limited_close_ms`.
+#[tokio::test]
+async fn a_steady_flooder_at_the_default_rates_is_closed() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "20",
+        "--limits-publish-burst",
+        "40",
+        "--limits-rate-limited-close-ms",
+        "1000",
+    ]);
+    let mut c = Client::connect(&server, "flood").await;
+    let started = std::time::Instant::now();
+    let (mut passed, mut refused) = (0, 0);
+    let code = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+        loop {
+            // 20 at a time, then read their answers: as fast as the server
+            // answers, never more than 20 ahead.
+            c.send_burst((0..20).map(|i| json!({"op":"publish","room":"r","data":i})))
+                .await;
+            let mut answered = 0;
+            while answered < 20 {
+                match c.ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        let v: Value = serde_json::from_str(&t).unwrap();
+                        match (v["op"].as_str(), v["code"].as_str()) {
+                            (Some("ok"), _) => passed += 1,
+                            (Some("error"), Some("rate_limited")) => refused += 1,
+                            _ => panic!("{v}"),
+                        }
+                        answered += 1;
+                    }
+                    Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => {}
+                    _ => return None,
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("not closed: {passed} passed, {refused} refused"));
+    assert_eq!(code, Some(4029), "{passed} passed, {refused} refused");
+    assert!(passed > 40, "some got through all along: {passed}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A client that goes over the limit once, then keeps to the rate, is
+/// not closed, however long it stays: a second without a refusal ends the
+/// run.
+#[tokio::test]
+async fn a_client_over_the_limit_once_is_not_closed() {
+    let server = Server::start(&[
+        "--limits-publish-rate",
+        "20",
+        "--limits-publish-burst",
+        "40",
+        "--limits-rate-limited-close-ms",
+        "1000",
+    ]);
+    let mut c = Client::connect(&server, "eager").await;
+    c.send_burst((0..41).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
+        .await;
+    let mut refused = 0;
+    for _ in 0..41 {
+        let v = c.recv_main().await;
+        if v["code"] == "rate_limited" {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    // Then 10 a second for 1.5 s, from 200 ms on (the bucket lets the
+    // next one through 50 ms after the burst): all within the rate.
+    let period = std::time::Duration::from_millis(100);
+    let start = tokio::time::Instant::now() + 2 * period;
+    let mut ticks = tokio::time::interval_at(start, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for i in 0..15 {
+        ticks.tick().await;
+        c.send(json!({"op":"publish","room":"r","data":i,"id":i}))
+            .await;
+        let v = c.recv_main().await;
+        assert_eq!(v["op"], "ok", "{v}");
+    }
+    // Over the limit again (more than the burst), 1.5 s after the first
+    // time: a new run, not one that has lasted 1.5 s.
+    c.send_burst((0..60).map(|i| json!({"op":"publish","room":"r","data":i,"id":i})))
+        .await;
+    let mut refused = 0;
+    for _ in 0..60 {
+        let v = c.recv_main().await;
+        if v["code"] == "rate_limited" {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    c.send(json!({"op":"ping","id":"p"})).await;
+    assert_eq!(c.recv_main().await["op"], "pong");
 }
 
 #[tokio::test]
@@ -856,6 +1256,57 @@ async fn resp_auth_with_the_redis_crate_and_redis_cli() {
     );
 }
 
+/// A web page can make a browser POST to the RESP port; the body's lines
+/// would be inline commands. As Redis does, a command named `POST` or
+/// `Host:` closes the connection before anything after it runs.
+#[tokio::test]
+async fn an_http_request_to_the_resp_port_runs_nothing() {
+    let server = Server::start(&["--presence-interval-ms", "0"]);
+    let mut sub = Client::connect(&server, "sub").await;
+    sub.join("r").await;
+    let attacks: [&[u8]; 4] = [
+        b"POST / HTTP/1.1\r\nHost: x\r\n\r\nPUBLISH r x\r\n",
+        b"post /x HTTP/1.1\r\nPUBLISH r x\r\n",
+        b"GET / HTTP/1.1\r\nhOsT: 127.0.0.1:6380\r\n\r\nPUBLISH r x\r\n",
+        b"*2\r\n$5\r\nHOST:\r\n$1\r\nx\r\n*3\r\n$7\r\nPUBLISH\r\n$1\r\nr\r\n$1\r\nx\r\n",
+    ];
+    for attack in attacks {
+        let mut s = tokio::net::TcpStream::connect(server.resp).await.unwrap();
+        s.write_all(attack).await.unwrap();
+        // No shutdown from this side: the server must end the connection.
+        let mut out = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+            .await
+            .unwrap_or_else(|_| panic!("not closed: {}", String::from_utf8_lossy(attack)))
+            .ok();
+        let out = String::from_utf8_lossy(&out);
+        assert!(!out.contains(":1\r\n"), "a PUBLISH ran: {out:?}");
+    }
+    // A real publish after them is the first message the subscriber gets.
+    let client = redis::Client::open(format!("redis://{}", server.resp).as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let n: i64 = redis::cmd("PUBLISH")
+        .arg("r")
+        .arg("real")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let msg = sub.recv_op("message").await;
+    assert_eq!(msg["data"], "real", "{msg}");
+    let history = {
+        sub.send(json!({"op":"history","room":"r","id":"h"})).await;
+        sub.recv_op("history").await
+    };
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+    let stats = server.stats().await;
+    assert!(errors_total(&stats, "resp") >= 4, "{stats}");
+}
+
 #[tokio::test]
 async fn without_passwords_resp_is_open_and_auth_says_so() {
     let server = Server::start(&[]);
@@ -863,5 +1314,49 @@ async fn without_passwords_resp_is_open_and_auth_says_so() {
     assert_eq!(
         out,
         "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n+PONG\r\n"
+    );
+    // As Redis 7, whose default user is `nopass` then: any password for
+    // `default` is right, and no other user exists.
+    let out = raw_resp(
+        &server,
+        b"AUTH default anything\r\nAUTH nobody x\r\nHELLO 3 AUTH nobody x\r\nHELLO 3 AUTH default x\r\nPING\r\n",
+    )
+    .await;
+    let wrongpass = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    let (first, rest) = out.split_at(5);
+    assert_eq!(first, "+OK\r\n", "{out}");
+    assert!(
+        rest.starts_with(&format!("{wrongpass}{wrongpass}%7\r\n")),
+        "{out}"
+    );
+    assert!(rest.contains("$5\r\nproto\r\n:3\r\n"), "{out}");
+    assert!(rest.ends_with("+PONG\r\n"), "{out}");
+    // The redis crate sends AUTH default …, and HELLO 3 AUTH default … in
+    // RESP3.
+    for url in [
+        format!("redis://default:anything@{}", server.resp),
+        format!("redis://default:anything@{}/?protocol=resp3", server.resp),
+    ] {
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let pong: String = redis::cmd("PING").query_async(&mut c).await.unwrap();
+        assert_eq!(pong, "PONG", "{url}");
+    }
+    if !have_tool("redis-cli", "redis-tools") {
+        return;
+    }
+    let port = server.resp.port().to_string();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port, "--no-auth-warning"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["--user", "default", "--pass", "x", "ping"]), "PONG");
+    assert_eq!(
+        cli(&["-3", "--user", "default", "--pass", "x", "ping"]),
+        "PONG"
     );
 }

@@ -140,3 +140,68 @@ fn table_agrees_with_json() {
     let last = table.lines().last().unwrap();
     assert!(last.ends_with(&format!("(exit {code})")), "{last}");
 }
+
+/// `doctor --config` judges what `serve` would start with, key files
+/// included: one that is missing, malformed or unfit for `[auth]` is exit 2
+/// with the reason, as a bad key in the file is.
+#[test]
+fn key_files_are_read_as_serve_reads_them() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ringcast"))
+            .arg("doctor")
+            .args(args)
+            .output()
+            .expect("run ringcast doctor");
+        (
+            out.status.code().expect("doctor exited by a signal"),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("ringcast-doctor-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = dir.join("missing.pem");
+    let garbage = dir.join("jwks.json");
+    std::fs::write(&garbage, "not json").unwrap();
+    let config = dir.join("ringcast.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nmode = \"jwt\"\nalgorithms = [\"ES256\"]\npublic_key_file = {:?}\n",
+            missing.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, err) = run(&["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("auth.public_key_file") && err.contains(missing.to_str().unwrap()),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-algorithms",
+        "ES256",
+        "--auth-jwks-file",
+        garbage.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("auth.jwks_file"), "{err}");
+    let (code, err) = run(&["--auth-mode", "jwt", "--auth-algorithms", "ES256"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs keys"), "{err}");
+    let (code, err) = run(&["--resp-user", "app/abc//"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("password_sha256"), "{err}");
+    // Good keys: the host is judged as usual (0 or 1).
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/keys/ec_pub.pem");
+    let (code, err) = run(&[
+        "--auth-mode",
+        "jwt",
+        "--auth-algorithms",
+        "ES256",
+        "--auth-public-key-file",
+        pem,
+    ]);
+    assert!(code == 0 || code == 1, "{code}: {err}");
+}

@@ -56,7 +56,9 @@ impl Authority {
 pub struct Access {
     /// The rooms it may join and read, and publish into; `None` = any.
     pub grants: Option<Grants>,
-    /// Rooms a room token let it into, beyond its grants, with their `exp`.
+    /// Rooms a room token let it into, beyond its grants, with the token's
+    /// `exp` (0: none). A pass ends at `exp` + leeway (see
+    /// [`Access::expire_passes`]) or when the connection leaves the room.
     pub room_passes: Vec<(Box<str>, u64)>,
     /// When its token expires, Unix seconds (0: never).
     pub expires: u64,
@@ -66,18 +68,66 @@ pub struct Access {
     pub publishes: Bucket,
     /// Joins and leaves.
     pub joins: Bucket,
-    /// Since when (µs) every request it sent was refused by a rate limit.
-    pub limited_since: Option<u64>,
+    /// The run of refusals it is in, if any: when (µs) its first and its
+    /// latest refusal by a rate limit were.
+    pub over_limit: Option<(u64, u64)>,
 }
+
+/// A run of refusals ends when this long passes without one (µs). One
+/// second is longer than a bucket's interval at any rate (1 / rate), so a
+/// client that keeps sending faster than its rate is refused at least once
+/// in every such gap, however many of its requests get through.
+pub const QUIET_GAP_US: u64 = 1_000_000;
 
 impl Access {
     fn passed(&self, room: &str) -> bool {
         self.room_passes.iter().any(|(r, _)| &**r == room)
     }
 
+    /// A room token let it into `room` until `exp`: the pass replaces one
+    /// it had for the room.
+    pub fn grant_pass(&mut self, room: &str, exp: u64) {
+        match self.room_passes.iter_mut().find(|(r, _)| &**r == room) {
+            Some(pass) => pass.1 = exp,
+            None => self.room_passes.push((room.into(), exp)),
+        }
+    }
+
+    /// It left `room`: a room token it joined with is spent.
+    pub fn drop_pass(&mut self, room: &str) {
+        self.room_passes.retain(|(r, _)| &**r != room);
+    }
+
+    /// True when one of its room passes has expired at `unix_s` (see
+    /// [`expired`]).
+    pub fn passes_expired(&self, unix_s: u64, leeway_s: u64) -> bool {
+        self.room_passes
+            .iter()
+            .any(|(_, exp)| expired(*exp, leeway_s, unix_s))
+    }
+
+    /// Drops the room passes that have expired at `unix_s` (see
+    /// [`expired`]), returning their rooms.
+    pub fn expire_passes(&mut self, unix_s: u64, leeway_s: u64) -> Vec<Box<str>> {
+        let mut ended = Vec::new();
+        self.room_passes.retain_mut(|(room, exp)| {
+            let live = !expired(*exp, leeway_s, unix_s);
+            if !live {
+                ended.push(std::mem::take(room));
+            }
+            live
+        });
+        ended
+    }
+
+    /// May its connection token (its grants; no room pass) join `room`?
+    pub fn granted_join(&self, room: &str) -> bool {
+        self.grants.as_ref().is_none_or(|g| g.rooms.allows(room))
+    }
+
     /// May it join `room` (and so receive its messages)?
     pub fn may_join(&self, room: &str) -> bool {
-        self.grants.as_ref().is_none_or(|g| g.rooms.allows(room)) || self.passed(room)
+        self.granted_join(room) || self.passed(room)
     }
 
     /// May it read `room`'s history and members?
@@ -90,17 +140,26 @@ impl Access {
         self.grants.as_ref().is_none_or(|g| g.publish.allows(room)) || self.passed(room)
     }
 
-    /// A request refused by a rate limit at `now_us`; true when that has
-    /// gone on for `close_after_us` (then the connection should go).
+    /// A request refused by a rate limit at `now_us`. Refusals less than
+    /// [`QUIET_GAP_US`] apart are one run, whatever got through between
+    /// them; true when the run has lasted `close_after_us` (then the
+    /// connection should go; 0: never).
     pub fn limited(&mut self, now_us: u64, close_after_us: u64) -> bool {
-        let since = *self.limited_since.get_or_insert(now_us);
-        close_after_us > 0 && now_us - since >= close_after_us
+        let first = match self.over_limit {
+            Some((first, last)) if now_us.saturating_sub(last) < QUIET_GAP_US => first,
+            _ => now_us,
+        };
+        self.over_limit = Some((first, now_us));
+        close_after_us > 0 && now_us - first >= close_after_us
     }
+}
 
-    /// A request got through: the refusals in a row end.
-    pub fn unlimited(&mut self) {
-        self.limited_since = None;
-    }
+/// True when a token with `exp` (Unix seconds; 0: none) has expired at
+/// `unix_s`, judged as the verifier judges it when the token arrives: good
+/// through the second `exp` + `leeway_s`, expired after it. A connection
+/// or room token is let in and ended by the same rule.
+pub fn expired(exp: u64, leeway_s: u64, unix_s: u64) -> bool {
+    exp != 0 && exp.saturating_add(leeway_s) < unix_s
 }
 
 /// True when a page of `origin` may open a WebSocket connection: always
@@ -134,8 +193,10 @@ mod tests {
         assert!(a.may_join("team:1") && a.may_read("lobby"));
         assert!(!a.may_join("secret"));
         assert!(a.may_publish("lobby") && !a.may_publish("team:1"));
-        a.room_passes.push(("secret".into(), 0));
+        a.grant_pass("secret", 0);
         assert!(a.may_join("secret") && a.may_publish("secret"));
+        a.drop_pass("secret");
+        assert!(!a.may_join("secret"), "leaving spends the pass");
         assert!(
             Access::default().may_publish("anything"),
             "no grants: anything"
@@ -143,14 +204,62 @@ mod tests {
     }
 
     #[test]
-    fn refused_in_a_row_for_long_enough_means_close() {
+    fn room_passes_end_at_exp_plus_leeway() {
+        let mut a = Access {
+            grants: Some(Grants::default()),
+            ..Access::default()
+        };
+        a.grant_pass("a", 1_000);
+        a.grant_pass("b", 2_000);
+        a.grant_pass("forever", 0);
+        a.grant_pass("a", 1_500);
+        assert_eq!(a.room_passes.len(), 3, "one pass per room");
+        assert!(!a.passes_expired(1_530, 30), "good through exp + leeway");
+        assert!(a.expire_passes(1_530, 30).is_empty());
+        assert!(a.passes_expired(1_531, 30));
+        assert_eq!(a.expire_passes(1_531, 30), vec![Box::from("a")]);
+        assert!(!a.may_join("a") && a.may_join("b") && a.may_publish("b"));
+        assert_eq!(a.expire_passes(1_000_000, 30), vec![Box::from("b")]);
+        assert!(a.may_join("forever"));
+        assert!(!a.passes_expired(u64::MAX, 30));
+        assert!(!expired(0, 0, u64::MAX) && expired(10, 0, 11) && !expired(u64::MAX, 5, 7));
+    }
+
+    #[test]
+    fn refused_in_every_second_for_long_enough_means_close() {
+        const S: u64 = 1_000_000;
+        let close = 10 * S;
+        // Refused every 900 ms (requests passing between): one run, closed
+        // once it has lasted 10 s.
         let mut a = Access::default();
-        assert!(!a.limited(1_000, 10_000));
-        assert!(!a.limited(5_000, 10_000));
-        assert!(a.limited(11_000, 10_000));
-        a.unlimited();
-        assert!(!a.limited(12_000, 10_000));
-        assert!(!a.limited(100_000, 0), "0: never");
+        let mut t = S;
+        while t < S + close {
+            assert!(!a.limited(t, close), "at {t}");
+            t += 900_000;
+        }
+        assert!(a.limited(t, close));
+        // Refused every 1.1 s: each refusal starts a run of its own.
+        let mut b = Access::default();
+        for i in 0..30 {
+            assert!(!b.limited(S + i * 1_100_000, close));
+        }
+        // Over the limit once, then again much later: never closed.
+        let mut c = Access::default();
+        assert!(!c.limited(S, close));
+        assert!(!c.limited(S + 20 * S, close));
+        assert!(!c.limited(S + 20 * S + 500_000, close));
+        // A burst of refusals shorter than the close time.
+        let mut d = Access::default();
+        assert!(!d.limited(S, 2 * S));
+        assert!(!d.limited(S + S / 2, 2 * S));
+        assert!(
+            !d.limited(2 * S + S / 2, 2 * S),
+            "the gap is 1 s: a new run"
+        );
+        assert!(!d.limited(3 * S + S / 3, 2 * S));
+        assert!(!d.limited(4 * S, 2 * S));
+        assert!(d.limited(4 * S + S / 2, 2 * S), "2 s since 2.5 s");
+        assert!(!Access::default().limited(100 * S, 0), "0: never");
     }
 
     #[test]

@@ -67,15 +67,20 @@ impl RespAuth {
     }
 
     /// `AUTH [user] password`: who it is, or `None` for Redis's WRONGPASS.
+    /// With no password configured at all the `default` user is Redis's
+    /// `nopass`: any password logs it in (and only it: no other user
+    /// exists). With users but no `resp_requirepass`, `default` is off.
     pub fn login(&self, user: Option<&[u8]>, password: &[u8]) -> Option<RespLogin> {
         let given = sha256(password);
+        let default = || RespLogin {
+            user: "default".into(),
+            grants: Grants::all(),
+        };
         match user {
+            None | Some(b"default") if !self.required() => Some(default()),
             None | Some(b"default") => {
                 let want = self.requirepass?;
-                same(&want, &given).then(|| RespLogin {
-                    user: "default".into(),
-                    grants: Grants::all(),
-                })
+                same(&want, &given).then(default)
             }
             Some(name) => {
                 let name = std::str::from_utf8(name).ok()?;
@@ -115,7 +120,19 @@ mod tests {
         assert_eq!(auth.login(None, b"pw").unwrap().user, "default");
         assert!(auth.login(Some(b"default"), b"pw").is_some());
         assert!(auth.login(None, b"nope").is_none());
-        assert!(!RespAuth::new("", &[]).unwrap().required());
+        let open = RespAuth::new("", &[]).unwrap();
+        assert!(!open.required());
+        assert_eq!(
+            open.login(Some(b"default"), b"any").unwrap().user,
+            "default"
+        );
+        assert!(open.login(Some(b"backend"), b"s3cret").is_none());
+        let users_only = RespAuth::new("", &users).unwrap();
+        assert!(
+            users_only.login(Some(b"default"), b"").is_none(),
+            "default is off"
+        );
+        assert!(users_only.login(None, b"pw").is_none());
         let bad = [RespUser {
             password_sha256: hash[..10].into(),
             ..users[0].clone()

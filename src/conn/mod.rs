@@ -83,6 +83,10 @@ pub struct Conn {
     /// When the client last sent anything, on the shard's coarse clock
     /// (ms; see the shard's sweep) — or, while `pinged`, when it was pinged.
     heard: Cell<u32>,
+    /// When the connection was made (a WebSocket one: its upgrade), on the
+    /// same clock: what `auth.timeout_ms` counts from. 4 bytes that were
+    /// padding before `rooms`.
+    opened: u32,
     /// Protocol.
     pub kind: Kind,
     /// On the shard's dirty list.
@@ -163,6 +167,7 @@ impl Conn {
             closed: Cell::new(false),
             fixed,
             heard: Cell::new(now),
+            opened: now,
             pinged: Cell::new(false),
         }
     }
@@ -196,6 +201,11 @@ impl Conn {
     /// When the client last sent anything.
     pub fn heard(&self) -> u32 {
         self.heard.get()
+    }
+
+    /// When it was made, on the shard's coarse clock.
+    pub fn opened(&self) -> u32 {
+        self.opened
     }
 
     /// When it was pinged without an answer yet, if it was.

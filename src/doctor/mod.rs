@@ -28,11 +28,22 @@ mod tests;
 
 use std::path::Path;
 
-use crate::config::Config;
+use crate::access::Authority;
+use crate::config::{Config, ServeArgs};
 
 pub use exposure::{exposures, Exposure};
 use host::HostFacts;
 use report::Report;
+
+/// The settings `ringcast serve` would start with, judged as it judges
+/// them: the file and the flags, and then what `[auth]` and the RESP users
+/// name, the key files read and parsed. An error (exit status 2) says
+/// which setting cannot work.
+pub fn load(args: &ServeArgs) -> anyhow::Result<Config> {
+    let cfg = Config::load(args)?;
+    Authority::new(&cfg)?;
+    Ok(cfg)
+}
 
 /// Runs `ringcast doctor` on this host for the server `cfg` describes:
 /// prints the table (or one JSON object with `json`) to stdout and returns

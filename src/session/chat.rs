@@ -53,6 +53,7 @@ pub(super) fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
                 return;
             }
             if shard.leave(conn, &room) {
+                identity::left(conn, &room);
                 shard.reply_json(conn, &chat::ok(id, &room, None, true));
             } else {
                 shard.reply_error(conn, id, &not_member(&room));

@@ -12,7 +12,7 @@ use crate::conn::Conn;
 use crate::proto::chat::close::{FORBIDDEN, RATE_LIMITED, TOKEN_EXPIRED, UNAUTHORIZED};
 use crate::proto::chat::{self, ApiError, Code};
 use crate::proto::ws;
-use crate::shard::stats::ErrorKind;
+use crate::shard::stats::{unix_ms, ErrorKind};
 use crate::shard::Shard;
 
 /// What a request needs of the connection's grants.
@@ -117,38 +117,65 @@ pub(super) fn refresh(shard: &Rc<Shard>, conn: &Rc<Conn>, id: Option<&str>, toke
         a.expires = expires;
         a.info = identity.info.map(Into::into);
     });
+    // Never more than the new token allows: out of the rooms it drops.
+    shard.enforce_access(conn, unix_ms() / 1000);
     shard.reply_json(conn, &chat::refreshed(id, expires));
+}
+
+/// Ends the room passes past their `exp` (+ leeway) before a request is
+/// checked against them, rather than at the next sweep.
+fn end_passes(shard: &Shard, conn: &Rc<Conn>) {
+    let has_passes = conn.with_access(|a| a.as_ref().is_some_and(|a| !a.room_passes.is_empty()));
+    if !has_passes {
+        return;
+    }
+    let (now, leeway) = (unix_ms() / 1000, shard.cfg.auth.leeway_s);
+    if conn.with_access(|a| a.as_ref().is_some_and(|a| a.passes_expired(now, leeway))) {
+        shard.enforce_access(conn, now);
+    }
+}
+
+/// The connection left `room`: a room token it came in with is spent.
+pub(super) fn left(conn: &Conn, room: &str) {
+    conn.with_access(|a| {
+        if let Some(a) = a {
+            a.drop_pass(room);
+        }
+    });
 }
 
 /// Whether the connection may do what `need` says with `room`; with a room
 /// `token`, checked and kept, it may join (and use) a room its connection
-/// token does not list.
+/// token does not list, until the room token's `exp` (+ leeway) or until
+/// it leaves the room. A room token that does not verify is refused even
+/// when an earlier one for the room still holds (which then stays).
 pub(super) fn allow(
     shard: &Shard,
-    conn: &Conn,
+    conn: &Rc<Conn>,
     need: Need,
     room: &str,
     token: Option<&str>,
 ) -> Result<(), ApiError> {
-    let allowed = conn.with_access(|a| match a {
+    end_passes(shard, conn);
+    // A room token that comes with a join is looked at whenever the
+    // connection token does not allow the room, also when an earlier one
+    // still does: so a client renews its pass before it expires.
+    let granted = conn.with_access(|a| match a {
         None => true,
         Some(a) => match need {
+            Need::Join if token.is_some() => a.granted_join(room),
             Need::Join => a.may_join(room),
             Need::Read => a.may_read(room),
             Need::Publish => a.may_publish(room),
         },
     });
-    if allowed {
+    if granted {
         return Ok(());
     }
     match (token, shard.authority.jwt.as_ref()) {
         (Some(token), Some(v)) => match v.verify_room(token, &conn.user(), room) {
             Ok(exp) => {
-                conn.with_access(|a| {
-                    a.get_or_insert_with(Box::default)
-                        .room_passes
-                        .push((room.into(), exp))
-                });
+                conn.with_access(|a| a.get_or_insert_with(Box::default).grant_pass(room, exp));
                 Ok(())
             }
             Err(e) => Err(ApiError::new(
@@ -164,9 +191,11 @@ pub(super) fn allow(
 }
 
 /// Takes one request from the connection's `limit` bucket. Over the
-/// limit the client gets `rate_limited` with how long to wait, nothing is
-/// queued, and a client refused for `rate_limited_close_ms` in a row is
-/// closed (4029). True when the request may go on.
+/// limit the client gets `rate_limited` with how long to wait, and nothing
+/// is queued. A client refused at least once a second (whatever got
+/// through between) for `rate_limited_close_ms` is closed (4029): the
+/// bucket lets one request through every 1 / rate s, so a flooder is never
+/// refused "in a row". True when the request may go on.
 pub(super) fn within_rate(
     shard: &Rc<Shard>,
     conn: &Rc<Conn>,
@@ -190,10 +219,7 @@ pub(super) fn within_rate(
             Limit::Join => &mut a.joins,
         };
         match bucket.take(now, rate, burst) {
-            Ok(()) => {
-                a.unlimited();
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(wait) => Err((wait, a.limited(now, close_after))),
         }
     });

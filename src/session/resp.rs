@@ -19,7 +19,7 @@ use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
 use crate::proto::resp::{encode, Command, Parser, Proto};
 use crate::shard::admission::Refusal;
-use crate::shard::stats::ErrorKind;
+use crate::shard::stats::{unix_ms, ErrorKind};
 use crate::shard::wire::ReplyTo;
 use crate::shard::{Admitted, Shard};
 
@@ -125,6 +125,9 @@ fn room_of(ch: &[u8]) -> Result<&str, String> {
 }
 
 fn on_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
+    if cmd == Command::SecurityWarning {
+        return cross_protocol(shard, conn);
+    }
     if awaiting_auth(shard, conn) && !allowed_before_auth(&cmd) {
         let text = match cmd {
             Command::Hello { .. } => "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time",
@@ -181,6 +184,33 @@ fn on_command(shard: &Rc<Shard>, conn: &Rc<Conn>, cmd: Command) {
         Command::Empty => {}
         other => connection_command(shard, conn, other),
     }
+}
+
+/// `POST` or `Host:` as a command: an HTTP request, which any web page can
+/// make a browser send to this port, its body lines read as inline
+/// commands. As Redis does, the connection is closed without a reply and
+/// nothing after it runs; the warning is logged at most once a minute (for
+/// the whole process), so a page repeating it cannot flood the log.
+fn cross_protocol(shard: &Rc<Shard>, conn: &Rc<Conn>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// Unix seconds of the last warning.
+    static LOGGED: AtomicU64 = AtomicU64::new(0);
+    shard.stats.error(ErrorKind::Resp);
+    let now = unix_ms() / 1000;
+    let last = LOGGED.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 60
+        && LOGGED
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        let peer = conn.stream.peer_addr().ok();
+        tracing::warn!(
+            ?peer,
+            "Possible SECURITY ATTACK detected. It looks like somebody is sending POST or Host: commands to the RESP port. This is likely a web page using cross-protocol scripting to publish through a browser. Connection aborted."
+        );
+    }
+    conn.push_last(None);
+    shard.flush(conn);
 }
 
 /// The commands a RESP2 connection may send while subscribed.
@@ -385,10 +415,14 @@ fn allowed_before_auth(cmd: &Command) -> bool {
 }
 
 /// `AUTH [user] password` (or HELLO's): on success the connection is that
-/// user, with its channels; else Redis's error, and false.
+/// user, with its channels; else Redis's error, and false. Without any
+/// password configured, as Redis 7 with its `nopass` default user: `AUTH
+/// password` is an error, `AUTH default anything` (and `HELLO … AUTH
+/// default anything`) succeeds and changes nothing, any other user is
+/// WRONGPASS.
 fn log_in(shard: &Shard, conn: &Rc<Conn>, user: Option<&[u8]>, password: &[u8]) -> bool {
     let auth = &shard.authority.resp;
-    if !auth.required() {
+    if !auth.required() && user.is_none() {
         error(
             shard,
             conn,
@@ -406,6 +440,10 @@ fn log_in(shard: &Shard, conn: &Rc<Conn>, user: Option<&[u8]>, password: &[u8]) 
         );
         return false;
     };
+    if !auth.required() {
+        // The default user, as the connection already was.
+        return true;
+    }
     if login.user != "default" {
         // A publish carries the RESP user as its user.
         conn.set_user(login.user.into());

@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use crate::conn::Conn;
-use crate::proto::chat::{ApiError, Code};
+use crate::proto::chat::{self, ApiError, Code};
+use crate::shard::stats::ErrorKind;
 use crate::shard::wire::{home_of, ReplyTo, Wire};
 
 use super::Shard;
@@ -89,6 +90,44 @@ impl Shard {
                 conn: conn.id,
             },
         );
+    }
+
+    /// Takes the connection out of every room it may no longer be in: its
+    /// room passes that ended by `unix_s` go, then each room its access
+    /// (token grants, the passes left) does not allow is left, with an
+    /// error event that says why. A connection's rooms are never more than
+    /// its tokens allow now: the sweep calls this when a pass ends, a
+    /// request before its check, a refresh after the grants change.
+    pub fn enforce_access(&self, conn: &Rc<Conn>, unix_s: u64) {
+        let leeway = self.cfg.auth.leeway_s;
+        let joined: Vec<Rc<str>> = conn.rooms.borrow().iter().map(|(r, _)| r.clone()).collect();
+        let revoked: Vec<(Rc<str>, bool)> = conn.with_access(|a| {
+            let Some(a) = a else { return Vec::new() };
+            let ended = a.expire_passes(unix_s, leeway);
+            joined
+                .into_iter()
+                .filter(|room| !a.may_join(room))
+                .map(|room| {
+                    let by_pass = ended.iter().any(|e| **e == *room);
+                    (room, by_pass)
+                })
+                .collect()
+        });
+        for (room, pass_ended) in revoked {
+            if !self.leave(conn, &room) {
+                continue;
+            }
+            let why = if pass_ended {
+                format!("the room token for room {room} expired: you left it")
+            } else {
+                format!("your token no longer allows room {room}: you left it")
+            };
+            self.stats.error(ErrorKind::Forbidden);
+            self.reply_json(
+                conn,
+                &chat::room_error(Code::Forbidden.as_str(), &room, &why),
+            );
+        }
     }
 
     /// True if the connection is in (or joining) the room.

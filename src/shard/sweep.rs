@@ -1,13 +1,15 @@
 //! The shard's sweep: every period it advances the shard's coarse clock
 //! and looks at each connection once — pinging WebSocket clients that
 //! have been quiet, closing those that stay quiet after a ping, those that
-//! owe a token past `auth.timeout_ms` and those whose token expired, and
-//! closing idle RESP clients. One task and one pass per shard, rather than
+//! owe a token past `auth.timeout_ms` and those whose token expired,
+//! taking connections out of rooms whose room token expired, and closing
+//! idle RESP clients. One task and one pass per shard, rather than
 //! a timer per connection: an idle connection costs two clock readings.
 
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::access::expired;
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::close::{PING_TIMEOUT, TOKEN_EXPIRED, UNAUTHORIZED};
 use crate::proto::ws::{self, OpCode};
@@ -22,8 +24,10 @@ enum Due {
     Idle,
     /// No token within `auth.timeout_ms`.
     NoToken,
-    /// Its token's `exp` passed without a refresh.
+    /// Its token's `exp` (+ `auth.leeway_s`) passed without a refresh.
     Expired,
+    /// A room token's `exp` (+ `auth.leeway_s`) passed: out of that room.
+    RoomPass,
 }
 
 impl Shard {
@@ -65,10 +69,19 @@ impl Shard {
         let cfg = &self.cfg;
         let since = |t: u32| u64::from(now.wrapping_sub(t));
         if conn.kind == Kind::Ws && self.authority.tokens_required() {
-            let expires = conn.with_access(|a| a.as_ref().map(|a| a.expires));
+            let leeway = cfg.auth.leeway_s;
+            let expires = conn.with_access(|a| {
+                a.as_ref()
+                    .map(|a| (a.expires, a.passes_expired(unix_s, leeway)))
+            });
             match expires {
-                None if since(conn.heard()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
-                Some(exp) if exp != 0 && exp <= unix_s => return Some(Due::Expired),
+                // From the connect, not from what it last sent: pings and
+                // pongs must not keep a connection without a token.
+                None if since(conn.opened()) >= cfg.auth.timeout_ms => return Some(Due::NoToken),
+                // With the leeway the token was verified with: one that
+                // came in just past its `exp` is not closed at once.
+                Some((exp, _)) if expired(exp, leeway, unix_s) => return Some(Due::Expired),
+                Some((_, true)) => return Some(Due::RoomPass),
                 _ => {}
             }
         }
@@ -131,6 +144,7 @@ impl Shard {
                         let last = ws::close_frame(TOKEN_EXPIRED, "token expired");
                         self.close_now(&conn, Some(last));
                     }
+                    Due::RoomPass => self.enforce_access(&conn, unix_s),
                 }
             }
         }

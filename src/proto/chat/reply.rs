@@ -70,6 +70,21 @@ pub fn error(id: Option<&str>, code: &str, message: &str) -> Vec<u8> {
     out
 }
 
+/// `{"op":"error","code":C,"room":R,"message":M}`: an event about a
+/// room (the connection was taken out of it), not a request's answer.
+pub fn room_error(code: &str, room: &str, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + room.len() + message.len());
+    open(&mut out, "error", None);
+    out.extend_from_slice(b",\"code\":\"");
+    out.extend_from_slice(code.as_bytes());
+    out.push(b'"');
+    field_room(&mut out, room);
+    out.extend_from_slice(b",\"message\":");
+    push_str(&mut out, message);
+    out.push(b'}');
+    out
+}
+
 /// `{"op":"ok","id":…,"exp":N}`: a refreshed token, expiring at `exp`
 /// (Unix seconds; 0: never).
 pub fn refreshed(id: Option<&str>, exp: u64) -> Vec<u8> {
@@ -344,6 +359,10 @@ mod tests {
         assert_eq!(
             v(error(Some("1"), "bad_json", "x\ny")),
             json!({"op":"error","id":1,"code":"bad_json","message":"x\ny"})
+        );
+        assert_eq!(
+            v(room_error("forbidden", "r\"", "gone")),
+            json!({"op":"error","code":"forbidden","room":"r\"","message":"gone"})
         );
         assert_eq!(v(pong(None)), json!({"op":"pong"}));
         assert_eq!(

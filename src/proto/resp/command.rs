@@ -98,6 +98,11 @@ pub enum Command {
     /// A known command with bad arguments; carries the error text without the
     /// leading `-` (e.g. `NOPROTO unsupported protocol version`).
     Rejected(String),
+    /// `POST` or `Host:`: the lines of an HTTP request, which a web page can
+    /// make a browser send to this port (cross-protocol scripting). As
+    /// Redis's `securityWarningCommand`: no reply, close the connection,
+    /// run nothing after it.
+    SecurityWarning,
 }
 
 /// Names of the commands ringcast implements (the `COMMAND COUNT` reply).
@@ -193,6 +198,7 @@ impl Command {
             b"quit" => ("quit", -1),
             b"reset" => ("reset", 1),
             b"info" => ("info", -1),
+            b"post" | b"host:" => return Command::SecurityWarning,
             _ => return unknown(&name, &args),
         };
         if !arity_ok(argc, arity) || (full == "ping" && argc > 2) {

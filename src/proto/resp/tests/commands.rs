@@ -96,6 +96,24 @@ fn each_command() {
 }
 
 #[test]
+fn http_request_lines_are_a_security_warning() {
+    for name in ["POST", "post", "Post", "Host:", "HOST:", "host:"] {
+        assert_eq!(
+            Command::from_args(bs(&[name, "/", "HTTP/1.1"])),
+            Command::SecurityWarning,
+            "{name}"
+        );
+        assert_eq!(Command::from_args(bs(&[name])), Command::SecurityWarning);
+    }
+    for name in ["GET", "Host", "posts", "host:x"] {
+        assert!(
+            matches!(Command::from_args(bs(&[name])), Command::Unknown { .. }),
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn names_are_case_insensitive() {
     assert_eq!(both(&["pInG"]), Command::Ping(None));
     assert_eq!(both(&["subscribe", "A"]), Command::Subscribe(bs(&["A"])));
