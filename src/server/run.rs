@@ -69,7 +69,10 @@ pub(super) async fn run_shard(
         if inbox.stop_requested() {
             break;
         }
-        let n = inbox.drain(INBOX_BUDGET, |_, frame| shard.on_frame(&frame));
+        let n = inbox.drain(INBOX_BUDGET, |_, frame| {
+            shard.on_frame(&frame);
+            shard.flush_if_due();
+        });
         shard.stats.ring_received.add(n as u64);
         yield_now().await;
     }

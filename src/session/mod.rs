@@ -63,6 +63,7 @@ async fn read_loop<P: Protocol>(shard: &Rc<Shard>, conn: &Rc<Conn>, mut buf: Byt
         if conn.is_closing() || proto.parse(shard, conn, &mut buf) == Parsed::Done {
             return;
         }
+        shard.flush_if_due();
         if shard.backlogged() {
             Box::pin(shard.wait_uncongested()).await;
         }

@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use super::{read_loop, Parsed, Protocol};
@@ -17,7 +17,7 @@ use crate::access::Access;
 use crate::conn::io::{answer_and_close, linger, prepare_socket};
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
-use crate::proto::resp::{encode, Command, Parser, Proto};
+use crate::proto::resp::{encode, publish_in_place, Command, Parser, Proto};
 use crate::shard::admission::Refusal;
 use crate::shard::stats::{unix_ms, ErrorKind};
 use crate::shard::wire::ReplyTo;
@@ -85,6 +85,20 @@ impl Protocol for Commands {
         loop {
             if conn.is_closing() {
                 return Parsed::Done;
+            }
+            // The hot command, read in place when nothing stands in its
+            // way (no partial request, no login owed, not a RESP2
+            // subscriber, for whom PUBLISH is an error).
+            if self.0.is_idle() {
+                if let Some((channel, payload, used)) = publish_in_place(buf, max_bulk) {
+                    let blocked = awaiting_auth(shard, conn)
+                        || (conn.resp_proto() == Proto::Resp2 && !conn.rooms.borrow().is_empty());
+                    if !blocked {
+                        publish(shard, conn, &buf[channel], &buf[payload]);
+                        buf.advance(used);
+                        continue;
+                    }
+                }
             }
             match self.0.parse(buf, max_bulk) {
                 Ok(Some(cmd)) => on_command(shard, conn, cmd),

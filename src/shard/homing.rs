@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::config::AuthMode;
 use crate::proto::chat::{self, Data};
 use crate::shard::home::{Fanout, Sequenced, NOBODY};
-use crate::shard::stats::unix_ms;
+use crate::shard::stats::unix_ms_coarse;
 use crate::shard::wire::{self, code, shard_of, ReplyTo, Wire};
 
 use super::Shard;
@@ -77,7 +77,10 @@ impl Shard {
         } else {
             Data::Json(data)
         };
-        let msg = self.homes.borrow_mut().publish(room, user, data, unix_ms());
+        let msg = self
+            .homes
+            .borrow_mut()
+            .publish(room, user, data, unix_ms_coarse());
         self.deliver(room, &msg);
         let to = shard_of(conn);
         if to == self.id {

@@ -139,11 +139,7 @@ impl Shard {
             &conn,
             reply,
             |id| chat::ok(id, room, Some((seq, epoch)), true),
-            |_, _| {
-                let mut out = BytesMut::with_capacity(16);
-                resp::integer(&mut out, i64::from(receivers));
-                out.freeze()
-            },
+            |_, _| resp::integer_frame(i64::from(receivers)),
         );
     }
 

@@ -97,6 +97,8 @@ pub struct Shard {
     /// Connections with frames queued this turn.
     dirty: RefCell<Vec<Rc<Conn>>>,
     flush_waker: RefCell<Option<Waker>>,
+    /// The flusher's buffers (taken while it runs).
+    flush_scratch: Cell<output::FlushScratch>,
     /// Batched sends, when the shard has io_uring.
     send_ring: RefCell<Option<SendRing>>,
     /// Set when a graceful shutdown has begun.
@@ -197,6 +199,7 @@ impl Shard {
             local: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
+            flush_scratch: Cell::new(output::FlushScratch::default()),
             send_ring: RefCell::new(None),
             stopping: Cell::new(false),
             clock: Cell::new(1),

@@ -225,9 +225,6 @@ impl Shard {
     /// writes each dirty connection once — all of them with one
     /// `io_uring_enter` where the shard has a send ring.
     pub async fn run_flusher(self: Rc<Self>) {
-        let mut batch = Vec::new();
-        let mut ready = Vec::new();
-        let mut results = Vec::new();
         loop {
             std::future::poll_fn(|cx| {
                 if self.dirty.borrow().is_empty() {
@@ -238,49 +235,84 @@ impl Shard {
                 }
             })
             .await;
-            std::mem::swap(&mut batch, &mut *self.dirty.borrow_mut());
-            let mut ring = self.send_ring.borrow_mut();
-            for conn in batch.drain(..) {
-                conn.dirty.set(false);
-                if conn.blocked.get() {
-                    continue;
-                }
-                if ring.is_some() && !conn.is_closed() {
-                    ready.push(conn);
-                } else {
-                    self.flush(&conn);
-                }
-            }
-            let mut rest = &ready[..];
-            while !rest.is_empty() {
-                let Some(r) = ring.as_mut() else {
-                    rest.iter().for_each(|conn| self.flush(conn));
-                    break;
-                };
-                let (chunk, tail) = rest.split_at(rest.len().min(r.capacity()));
-                rest = tail;
-                let sent = r.send(chunk, &mut results);
-                if let Ok(entries) = sent {
-                    self.stats.send_batches.inc();
-                    self.stats.writes.add(entries as u64);
-                }
-                for (conn, &(outcome, want)) in chunk.iter().zip(&results) {
-                    match outcome {
-                        Outcome::Done(r) => self.sent(conn, r, want),
-                        // Nothing of it left: another way is safe.
-                        Outcome::NotSent => self.flush(conn),
-                        Outcome::Lost => self.lost(conn),
-                    }
-                }
-                if let Err(e) = sent {
-                    tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
-                    *ring = None;
-                }
-            }
-            ready.clear();
-            for w in std::mem::take(&mut *self.finishing.borrow_mut()) {
-                w.wake();
-            }
+            self.flush_dirty();
         }
     }
+
+    /// Flushes now, from inside a turn, when the turn has dirtied
+    /// [`FLUSH_AS_YOU_GO`] connections: a turn that reads thousands of
+    /// ready connections would otherwise hold every delivery until its end
+    /// (3,000 reads of ~10 µs are 30 ms). Called where a task finished a
+    /// piece of work and holds no borrow of the shard's queues.
+    pub fn flush_if_due(self: &Rc<Self>) {
+        if self.dirty.borrow().len() >= FLUSH_AS_YOU_GO {
+            self.flush_dirty();
+        }
+    }
+
+    /// Writes every dirty connection.
+    fn flush_dirty(self: &Rc<Self>) {
+        let mut scratch = self.flush_scratch.take();
+        let FlushScratch {
+            batch,
+            ready,
+            results,
+        } = &mut scratch;
+        std::mem::swap(batch, &mut *self.dirty.borrow_mut());
+        let mut ring = self.send_ring.borrow_mut();
+        for conn in batch.drain(..) {
+            conn.dirty.set(false);
+            if conn.blocked.get() {
+                continue;
+            }
+            if ring.is_some() && !conn.is_closed() {
+                ready.push(conn);
+            } else {
+                self.flush(&conn);
+            }
+        }
+        let mut rest = &ready[..];
+        while !rest.is_empty() {
+            let Some(r) = ring.as_mut() else {
+                rest.iter().for_each(|conn| self.flush(conn));
+                break;
+            };
+            let (chunk, tail) = rest.split_at(rest.len().min(r.capacity()));
+            rest = tail;
+            let sent = r.send(chunk, results);
+            if let Ok(entries) = sent {
+                self.stats.send_batches.inc();
+                self.stats.writes.add(entries as u64);
+            }
+            for (conn, &(outcome, want)) in chunk.iter().zip(results.iter()) {
+                match outcome {
+                    Outcome::Done(r) => self.sent(conn, r, want),
+                    // Nothing of it left: another way is safe.
+                    Outcome::NotSent => self.flush(conn),
+                    Outcome::Lost => self.lost(conn),
+                }
+            }
+            if let Err(e) = sent {
+                tracing::warn!(shard = self.id, error = %e, "io_uring sends failed; writing with sendmsg from now on");
+                *ring = None;
+            }
+        }
+        drop(ring);
+        ready.clear();
+        self.flush_scratch.set(scratch);
+        for w in std::mem::take(&mut *self.finishing.borrow_mut()) {
+            w.wake();
+        }
+    }
+}
+
+/// Dirty connections that make a turn flush before it ends.
+pub(super) const FLUSH_AS_YOU_GO: usize = 256;
+
+/// The flusher's buffers, kept between flushes.
+#[derive(Default)]
+pub(super) struct FlushScratch {
+    batch: Vec<Rc<Conn>>,
+    ready: Vec<Rc<Conn>>,
+    results: Vec<(Outcome, usize)>,
 }

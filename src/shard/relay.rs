@@ -37,7 +37,7 @@ use crate::proto::chat::{self, Data};
 use crate::proto::resp::reply::Reply;
 use crate::shard::home::feed::Feed;
 use crate::shard::home::{Fanout, NOBODY};
-use crate::shard::stats::unix_ms;
+use crate::shard::stats::unix_ms_coarse;
 use crate::shard::wire::{self, code, shard_of, ArchivedWire, Entry, ReplyTo, Wire};
 
 use super::Shard;
@@ -205,7 +205,7 @@ impl Shard {
     ) {
         let body = wire::encode(&Wire::Message {
             user: user.into(),
-            ts: unix_ms(),
+            ts: unix_ms_coarse(),
             data: data.into(),
             raw,
         });

@@ -52,6 +52,15 @@ pub fn minify(json: &str) -> Cow<'_, str> {
 
 /// Appends `s` as a JSON string.
 pub fn push_str(out: &mut Vec<u8>, s: &str) {
+    // Room and user names need no escaping (their characters are
+    // checked): copied as they are, the common case costs a scan.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
@@ -136,6 +145,24 @@ const LONE_SURROGATE: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_str_writes_what_serde_json_writes() {
+        for s in [
+            "lobby",
+            "team:42@x.y-z_",
+            "",
+            "ann \u{e9}\u{1F600}",
+            "q\"uote",
+            "back\\slash",
+            "tab\tnl\n",
+            "\u{7f}\u{2028}",
+        ] {
+            let mut out = Vec::new();
+            push_str(&mut out, s);
+            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
 
     #[test]
     fn minify_keeps_strings() {

@@ -66,6 +66,36 @@ pub fn integer(out: &mut BytesMut, n: i64) {
     line(out, b':', n);
 }
 
+/// Integers below this are answered from a table (no allocation).
+const SMALL_INTEGERS: usize = 1024;
+
+/// `:<n>\r\n` as a frame of its own: `PUBLISH`'s answer. Small values come
+/// from a table built once, so answering costs no allocation.
+pub fn integer_frame(n: i64) -> Bytes {
+    static TABLE: std::sync::LazyLock<(&'static [u8], Vec<usize>)> =
+        std::sync::LazyLock::new(|| {
+            let mut text = Vec::new();
+            let mut ends = Vec::with_capacity(SMALL_INTEGERS);
+            for i in 0..SMALL_INTEGERS {
+                text.extend_from_slice(format!(":{i}\r\n").as_bytes());
+                ends.push(text.len());
+            }
+            (Vec::leak(text), ends)
+        });
+    match usize::try_from(n) {
+        Ok(i) if i < SMALL_INTEGERS => {
+            let (text, ends) = &*TABLE;
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            Bytes::from_static(&text[start..ends[i]])
+        }
+        _ => {
+            let mut out = BytesMut::with_capacity(24);
+            integer(&mut out, n);
+            out.freeze()
+        }
+    }
+}
+
 /// `$<len>\r\n<data>\r\n`.
 pub fn bulk(out: &mut BytesMut, data: &[u8]) {
     out.reserve(bulk_len(data.len()));
@@ -224,6 +254,13 @@ mod tests {
     }
 
     use Proto::{Resp2 as R2, Resp3 as R3};
+
+    #[test]
+    fn integer_frames_from_the_table_and_past_it() {
+        for n in [0, 1, 9, 10, 999, 1023, 1024, 123_456, -1, i64::MAX] {
+            assert_eq!(&integer_frame(n)[..], format!(":{n}\r\n").as_bytes());
+        }
+    }
 
     #[test]
     fn scalars() {

@@ -79,7 +79,7 @@ pub mod reply;
 pub mod version;
 
 pub use command::{Command, CommandSub};
-pub use parse::{parse_command, Parser, RespError};
+pub use parse::{parse_command, publish_in_place, Parser, RespError};
 pub use version::Proto;
 
 #[cfg(test)]

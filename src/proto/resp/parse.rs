@@ -227,6 +227,53 @@ impl Parser {
     }
 }
 
+impl Parser {
+    /// True when no request is partly scanned (a [`publish_in_place`]
+    /// check may go first).
+    pub fn is_idle(&self) -> bool {
+        self.scanned == 0
+    }
+}
+
+/// A complete `PUBLISH channel payload` at the front of `buf`, written the
+/// way clients write it (`*3`, `$7`, `PUBLISH` in any case, `\r\n` after
+/// each line and bulk): where its channel and payload are and how long the
+/// request is. The hot command read in place, with no allocation; anything
+/// else, incomplete or unusual (including bounds: a bulk over `max_bulk`)
+/// is `None`, for [`Parser::parse`] to read (or refuse) as usual.
+pub fn publish_in_place(
+    buf: &[u8],
+    max_bulk: usize,
+) -> Option<(Range<usize>, Range<usize>, usize)> {
+    const HEAD: &[u8] = b"*3\r\n$7\r\n";
+    let rest = buf.strip_prefix(HEAD)?;
+    if !rest.get(..9)?.eq_ignore_ascii_case(b"PUBLISH\r\n") {
+        return None;
+    }
+    let mut at = HEAD.len() + 9;
+    let bulk = |at: &mut usize| -> Option<Range<usize>> {
+        let line = buf.get(*at..)?;
+        if line.first() != Some(&b'$') {
+            return None;
+        }
+        let cr = line.iter().take(24).position(|&b| b == b'\r')?;
+        let len = usize::try_from(string2ll(&line[1..cr])?).ok()?;
+        if len > max_bulk || line.get(cr + 1) != Some(&b'\n') {
+            return None;
+        }
+        let start = *at + cr + 2;
+        let end = start.checked_add(len)?;
+        if buf.get(end..end + 2)? != b"\r\n" {
+            return None;
+        }
+        *at = end + 2;
+        Some(start..end)
+    };
+    let channel = bulk(&mut at)?;
+    let payload = bulk(&mut at)?;
+    Some((channel, payload, at))
+}
+
 /// Index of the first `delim` at or after `start`, `Ok(None)` if absent, or
 /// `Err(())` once the line is longer than [`MAX_INLINE`].
 fn find(buf: &[u8], start: usize, delim: u8) -> Result<Option<usize>, ()> {

@@ -412,3 +412,47 @@ fn random_input_never_panics_and_always_progresses() {
         }
     }
 }
+
+#[test]
+fn publish_in_place_agrees_with_the_parser_or_declines() {
+    let cases: Vec<Vec<u8>> = vec![
+        mb(&[b"PUBLISH", b"room", b"hello"]),
+        mb(&[b"publish", b"r", b""]),
+        mb(&[b"PuBlIsH", b"r", b"\r\n\x00\xff binary"]),
+        mb(&[b"PUBLISH", b"r"]),
+        mb(&[b"PUBLISH", b"r", b"a", b"b"]),
+        mb(&[b"SUBSCRIBE", b"r", b"x"]),
+        b"PUBLISH r x\r\n".to_vec(),
+        b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nr\r\n$01\r\nx\r\n".to_vec(),
+        b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nr\r\n$-1\r\n".to_vec(),
+        b"*3\r\n$7\r\nPUBLISH\r\n$1\r\nrX\n$1\r\nx\r\n".to_vec(),
+    ];
+    for case in &cases {
+        for cut in 0..=case.len() {
+            let part = &case[..cut];
+            if let Some((ch, payload, used)) = publish_in_place(part, MAX_BULK) {
+                // Whatever the fast path takes, the parser reads the same.
+                let mut buf = BytesMut::from(part);
+                let cmd = parse_command(&mut buf, MAX_BULK).unwrap().unwrap();
+                assert_eq!(
+                    cmd,
+                    Command::Publish {
+                        channel: Bytes::copy_from_slice(&part[ch]),
+                        payload: Bytes::copy_from_slice(&part[payload]),
+                    },
+                    "{part:?}"
+                );
+                assert_eq!(used, part.len() - buf.len(), "{part:?}");
+            }
+        }
+    }
+    let whole = mb(&[b"PUBLISH", b"room", b"hello"]);
+    assert!(publish_in_place(&whole, MAX_BULK).is_some());
+    assert!(
+        publish_in_place(&whole, 4).is_none(),
+        "over max_bulk: the parser refuses it"
+    );
+    let mut two = whole.clone();
+    two.extend_from_slice(&whole);
+    assert_eq!(publish_in_place(&two, MAX_BULK).unwrap().2, whole.len());
+}
