@@ -154,6 +154,12 @@ const FIELDS: &[Field] = &[
         |s| s.send_errors.get(),
     ),
     (
+        "parked",
+        "Idle connections waiting without a task of their own",
+        true,
+        |s| s.parked.get(),
+    ),
+    (
         "redis_links_up",
         "Cluster mode: this shard's Redis links that are up (0-2)",
         true,

@@ -43,6 +43,19 @@ trait Protocol {
     /// Handles every complete message at the front of `buf`, leaving a
     /// partial one there.
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed;
+
+    /// True when nothing of a message is held (the connection may park:
+    /// a new state is made when it reads again).
+    fn is_idle(&self) -> bool;
+}
+
+/// Why a read loop returned.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The connection closed, or is closing.
+    Closed,
+    /// Nothing to read and nothing held: the connection may park.
+    Idle,
 }
 
 /// Reads from the client and hands what arrives to `proto` until the
@@ -57,11 +70,20 @@ trait Protocol {
 /// idle connection's task sits in, so it is awaited here directly:
 /// awaiting it through nested async functions made every connection's
 /// task 150 bytes bigger.
-async fn read_loop<P: Protocol>(shard: &Rc<Shard>, conn: &Rc<Conn>, mut buf: BytesMut) {
+///
+/// With `may_park`, it returns [`Ended::Idle`] instead of waiting when the
+/// socket is empty and nothing is held, so the caller can park the
+/// connection (see `shard/park.rs`).
+async fn read_loop<P: Protocol>(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    mut buf: BytesMut,
+    may_park: bool,
+) -> Ended {
     let mut proto = P::new(shard, conn);
     loop {
         if conn.is_closing() || proto.parse(shard, conn, &mut buf) == Parsed::Done {
-            return;
+            return Ended::Closed;
         }
         shard.flush_if_due();
         if shard.backlogged() {
@@ -72,11 +94,14 @@ async fn read_loop<P: Protocol>(shard: &Rc<Shard>, conn: &Rc<Conn>, mut buf: Byt
         match read_step(shard, conn, &mut buf) {
             Step::Data => yield_now().await,
             Step::Wait => {
+                if may_park && buf.is_empty() && proto.is_idle() && !conn.is_closing() {
+                    return Ended::Idle;
+                }
                 if conn.stream.readable(false).await.is_err() {
-                    return;
+                    return Ended::Closed;
                 }
             }
-            Step::End => return,
+            Step::End => return Ended::Closed,
         }
     }
 }

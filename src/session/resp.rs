@@ -46,7 +46,8 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
     ));
     shard.register(&conn);
     shard.stats.accepted.inc();
-    read_loop::<Commands>(&shard, &conn, BytesMut::new()).await;
+    // RESP clients are few and busy (backends): they keep their tasks.
+    read_loop::<Commands>(&shard, &conn, BytesMut::new(), false).await;
     if !conn.is_closing() {
         Box::pin(shard.finish(&conn, CLOSE_LINGER)).await;
     }
@@ -78,6 +79,10 @@ struct Commands(Parser);
 impl Protocol for Commands {
     fn new(shard: &Shard, _: &Conn) -> Self {
         Commands(Parser::default().limit_query(shard.cfg.resp_query_buffer_limit))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.0.is_idle()
     }
 
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {

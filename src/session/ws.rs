@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use super::identity::{self, awaiting_token};
-use super::{chat, read_loop, Parsed, Protocol};
+use super::{chat, read_loop, Ended, Parsed, Protocol};
 use crate::access::origin_allowed;
 use crate::conn::io::{answer_and_close, linger, prepare_socket, read_some};
 use crate::conn::{Conn, Kind};
@@ -49,7 +49,25 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
     let Some((conn, buf)) = Box::pin(handshake(&shard, stream)).await else {
         return;
     };
-    read_loop::<Frames>(&shard, &conn, buf).await;
+    drive(shard, conn, buf).await;
+}
+
+/// Reads a connection until it closes — or goes idle, when it parks and
+/// this task ends; [`resume`] starts the next when the client sends again.
+async fn drive(mut shard: Admitted, mut conn: Rc<Conn>, buf: BytesMut) {
+    let mut buf = Some(buf);
+    let mut may_park = true;
+    loop {
+        let read = buf.take().unwrap_or_default();
+        if read_loop::<Frames>(&shard, &conn, read, may_park).await == Ended::Closed {
+            break;
+        }
+        match Shard::park(shard, conn, resume) {
+            Ok(()) => return,
+            // Not parked: this task waits, as without parking.
+            Err((s, c)) => (shard, conn, may_park) = (s, c, false),
+        }
+    }
     if !conn.is_closing() {
         Box::pin(shard.finish(&conn, CLOSE_LINGER)).await;
     }
@@ -57,6 +75,11 @@ pub async fn serve(shard: Admitted, stream: TcpStream) {
         Box::pin(linger(&conn, CLOSE_LINGER)).await;
     }
     shard.unregister(&conn);
+}
+
+/// A parked connection's socket is readable: a task for it again.
+fn resume(shard: Admitted, conn: Rc<Conn>) {
+    monoio::spawn(drive(shard, conn, BytesMut::new()));
 }
 
 /// Reads and answers the upgrade request; on success the connection is
@@ -228,6 +251,10 @@ impl Protocol for Frames {
             _ => shard.cfg.max_payload + ENVELOPE_SLACK,
         };
         Frames(Decoder::new(max_message))
+    }
+
+    fn is_idle(&self) -> bool {
+        self.0.is_idle()
     }
 
     fn parse(&mut self, shard: &Rc<Shard>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Parsed {

@@ -46,6 +46,7 @@ mod homing;
 mod inbox;
 mod member;
 mod output;
+mod park;
 mod relay;
 mod relay_upkeep;
 mod requests;
@@ -114,6 +115,8 @@ pub struct Shard {
     finishing: RefCell<Vec<Waker>>,
     /// Cluster mode: this shard's links to Redis and the rooms it follows.
     relay: Option<relay::Relay>,
+    /// Idle connections without a task (see [`park`]).
+    parking: RefCell<Option<park::Parking>>,
 }
 
 /// A connection admitted on a shard: the shard, and the place the
@@ -124,6 +127,9 @@ pub struct Admitted {
     shard: Rc<Shard>,
     source: Source,
 }
+
+/// What starts a parked connection's task again (see `park.rs`).
+pub type Resume = fn(Admitted, Rc<Conn>);
 
 impl std::ops::Deref for Admitted {
     type Target = Rc<Shard>;
@@ -181,6 +187,7 @@ impl Shard {
         });
         Rc::new(Self {
             relay,
+            parking: RefCell::new(None),
             id,
             count,
             mesh: Rc::new(Mesh::new(
@@ -228,6 +235,7 @@ impl Shard {
         monoio::spawn(self.mesh.clone().run_unpause());
         monoio::spawn(self.clone().run_presence());
         monoio::spawn(self.clone().run_sweep());
+        self.start_parking();
         if self.relay.is_some() {
             self.spawn_relay();
         }

@@ -49,6 +49,9 @@ impl Shard {
         for conn in &conns {
             conn.shut_down();
         }
+        // Parked connections' tasks see their close, and let go of their
+        // places in the admission counts.
+        self.unpark_all();
         // This node's members leave Redis now, not when its lease runs out.
         self.leave_cluster().await;
     }

@@ -205,6 +205,8 @@ pub struct ShardStats {
     pub core_plus_one: Counter,
     /// 1 when the shard runs on io_uring, 0 for epoll.
     pub io_uring: Counter,
+    /// Idle connections parked without a task (gauge).
+    pub parked: Counter,
     /// Cluster mode: this shard's Redis links that are up, 0 to 2 (gauge).
     pub redis_links_up: Counter,
     /// Cluster mode: commands sent to Redis.

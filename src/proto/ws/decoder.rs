@@ -73,6 +73,12 @@ impl Decoder {
         }
     }
 
+    /// True when no frame is half read and no fragmented message is held:
+    /// with an empty buffer, a new decoder would do the same.
+    pub fn is_idle(&self) -> bool {
+        self.progress == 0 && self.fragmented.is_none()
+    }
+
     /// Decodes the next message from the front of `buf`.
     ///
     /// Consumes complete frames from the front of `buf` until one message

@@ -1,0 +1,194 @@
+//! Parking idle connections: a WebSocket connection that has nothing to
+//! read and no partial message gives up its task; the shard watches its
+//! socket instead, and starts a new task when the client sends again (or
+//! the socket is shut down). An idle connection then costs its state and
+//! its kernel socket, not a task with a suspended read loop in it.
+//!
+//! The sockets are watched with one epoll set per shard (one-shot entries:
+//! a socket reports once, then is re-armed when it parks again); the shard
+//! waits for the set itself through its runtime like for any socket, so
+//! this works the same on io_uring and on epoll. Writes to a parked
+//! connection need no task: the flusher writes them.
+
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{FromRawFd, RawFd};
+use std::rc::Rc;
+
+use ahash::AHashMap;
+
+use crate::conn::Conn;
+
+use super::{Admitted, Resume, Shard};
+
+struct Parked {
+    conn: Rc<Conn>,
+    admitted: Admitted,
+    resume: Resume,
+}
+
+/// One shard's parked connections.
+pub(super) struct Parking {
+    epoll: RawFd,
+    /// The epoll set as the runtime waits for it (a second descriptor of
+    /// it: the runtime's socket type is how it waits for any descriptor).
+    waiter: Rc<monoio::net::TcpStream>,
+    parked: RefCell<AHashMap<u64, Parked>>,
+}
+
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 256;
+
+impl Parking {
+    /// A parking lot for this shard's runtime (call on the shard thread).
+    pub(super) fn new() -> io::Result<Self> {
+        // SAFETY: plain system calls; the descriptors are ours.
+        let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if epoll < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let dup = unsafe { libc::fcntl(epoll, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            let e = io::Error::last_os_error();
+            unsafe { libc::close(epoll) };
+            return Err(e);
+        }
+        // SAFETY: `dup` is an open descriptor we own; the std type only
+        // carries it into the runtime, which polls it for readability.
+        let std = unsafe { std::net::TcpStream::from_raw_fd(dup) };
+        let waiter = Rc::new(monoio::net::TcpStream::from_std(std)?);
+        Ok(Self {
+            epoll,
+            waiter,
+            parked: RefCell::new(AHashMap::new()),
+        })
+    }
+
+    /// Connections parked now.
+    pub(super) fn len(&self) -> usize {
+        self.parked.borrow().len()
+    }
+}
+
+impl Drop for Parking {
+    fn drop(&mut self) {
+        // SAFETY: our descriptor.
+        unsafe { libc::close(self.epoll) };
+    }
+}
+
+impl Shard {
+    /// Parks a connection whose task found nothing to read: its task may
+    /// end, and `resume` starts a new one when the socket is readable. Gives
+    /// the connection back when it cannot be parked (no parking here, or
+    /// the kernel refused): its task then waits as before.
+    pub fn park(
+        admitted: Admitted,
+        conn: Rc<Conn>,
+        resume: Resume,
+    ) -> Result<(), (Admitted, Rc<Conn>)> {
+        let shard = admitted.shard.clone();
+        let parking = shard.parking.borrow();
+        let Some(p) = parking.as_ref() else {
+            return Err((admitted, conn));
+        };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: conn.id,
+        };
+        let fd = conn.fd();
+        // Re-arm (the usual case), else add: one call either way after the
+        // first park.
+        // SAFETY: epoll_ctl on our set and the connection's open socket.
+        let mut r = unsafe { libc::epoll_ctl(p.epoll, libc::EPOLL_CTL_MOD, fd, &mut ev) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            r = unsafe { libc::epoll_ctl(p.epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        }
+        if r < 0 {
+            return Err((admitted, conn));
+        }
+        let id = conn.id;
+        p.parked.borrow_mut().insert(
+            id,
+            Parked {
+                conn,
+                admitted,
+                resume,
+            },
+        );
+        shard.stats.parked.inc();
+        Ok(())
+    }
+
+    /// Sets up parking (on the shard's thread); without it connections
+    /// keep their tasks.
+    pub(super) fn start_parking(self: &Rc<Self>) {
+        match Parking::new() {
+            Ok(p) => {
+                *self.parking.borrow_mut() = Some(p);
+                monoio::spawn(self.clone().run_parking());
+            }
+            Err(e) => {
+                tracing::warn!(shard = self.id, error = %e, "cannot park idle connections; each keeps its task")
+            }
+        }
+    }
+
+    /// Starts the task of each parked connection whose socket is readable.
+    async fn run_parking(self: Rc<Self>) {
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
+        loop {
+            let waiter = match self.parking.borrow().as_ref() {
+                Some(p) => p.waiter.clone(),
+                None => return,
+            };
+            if waiter.readable(false).await.is_err() {
+                tracing::warn!(shard = self.id, "waiting on parked connections failed");
+                return;
+            }
+            loop {
+                let (woken, full): (Vec<Parked>, bool) = {
+                    let parking = self.parking.borrow();
+                    let Some(p) = parking.as_ref() else { return };
+                    // SAFETY: `events` has room for EVENTS entries.
+                    let n =
+                        unsafe { libc::epoll_wait(p.epoll, events.as_mut_ptr(), EVENTS as i32, 0) };
+                    if n <= 0 {
+                        break;
+                    }
+                    let mut parked = p.parked.borrow_mut();
+                    let woken = events[..n as usize]
+                        .iter()
+                        .filter_map(|e| parked.remove(&{ e.u64 }))
+                        .collect();
+                    (woken, n as usize == EVENTS)
+                };
+                self.stats.parked.sub(woken.len() as u64);
+                for w in woken {
+                    (w.resume)(w.admitted, w.conn);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// At shutdown: every parked connection's task is started again, to
+    /// see the connection close.
+    pub(super) fn unpark_all(&self) {
+        let all: Vec<Parked> = match self.parking.borrow().as_ref() {
+            Some(p) => p.parked.borrow_mut().drain().map(|(_, v)| v).collect(),
+            None => return,
+        };
+        self.stats.parked.sub(all.len() as u64);
+        for w in all {
+            (w.resume)(w.admitted, w.conn);
+        }
+    }
+
+    /// Connections parked on this shard.
+    pub fn parked(&self) -> usize {
+        self.parking.borrow().as_ref().map_or(0, Parking::len)
+    }
+}
