@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::config::AuthMode;
+use crate::conn::Conn;
 use crate::proto::chat::{self, Data};
 use crate::shard::home::{Fanout, Sequenced, NOBODY};
 use crate::shard::stats::unix_ms_coarse;
@@ -60,6 +61,9 @@ impl Shard {
         }
     }
 
+    /// `publisher`: the publishing connection when it is on this shard
+    /// and at hand (no need to look it up to answer it).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn home_publish(
         &self,
         room: &str,
@@ -68,6 +72,7 @@ impl Shard {
         data: &[u8],
         raw: bool,
         reply: ReplyTo,
+        publisher: Option<&Rc<Conn>>,
     ) {
         if self.clustered() {
             return self.relay_publish(room, conn, (user, data, raw), reply);
@@ -83,6 +88,10 @@ impl Shard {
             .publish(room, user, data, unix_ms_coarse());
         self.deliver(room, &msg);
         let to = shard_of(conn);
+        if let Some(c) = publisher {
+            let at = (msg.epoch, msg.seq);
+            return self.answer_publish(c, room, (&reply).into(), at, msg.receivers);
+        }
         if to == self.id {
             let at = (msg.epoch, msg.seq);
             return self.on_publish_ack(room, conn, (&reply).into(), at, msg.receivers);

@@ -59,7 +59,7 @@ impl Shard {
                 data,
                 raw,
                 reply,
-            } => self.home_publish(room, conn.to_native(), user, data, *raw, owned(reply)),
+            } => self.home_publish(room, conn.to_native(), user, data, *raw, owned(reply), None),
             ArchivedWire::Typing {
                 room,
                 conn,

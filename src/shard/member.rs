@@ -135,8 +135,20 @@ impl Shard {
         let Some(conn) = self.conn(conn) else {
             return;
         };
+        self.answer_publish(&conn, room, reply, (epoch, seq), receivers);
+    }
+
+    /// Answers a publish: its seq, or (RESP) its receivers.
+    pub(super) fn answer_publish(
+        &self,
+        conn: &Rc<Conn>,
+        room: &str,
+        reply: ReplyRef<'_>,
+        (epoch, seq): (u64, u64),
+        receivers: u32,
+    ) {
         self.answer(
-            &conn,
+            conn,
             reply,
             |id| chat::ok(id, room, Some((seq, epoch)), true),
             |_, _| resp::integer_frame(i64::from(receivers)),

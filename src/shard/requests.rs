@@ -141,7 +141,7 @@ impl Shard {
         let home = home_of(room.as_bytes(), self.count);
         if home == self.id {
             // Homed here: no frame to archive and read back.
-            return self.home_publish(room, conn.id, &conn.user(), data, raw, reply);
+            return self.home_publish(room, conn.id, &conn.user(), data, raw, reply, Some(conn));
         }
         let user = conn.user().to_string();
         self.dispatch(

@@ -169,7 +169,17 @@ fn push_of(parts: &[&[u8]], proto: Proto) -> Bytes {
 /// The push delivered to channel subscribers: `[message, channel, payload]`.
 /// Built once per `PUBLISH` per protocol, shared by all subscribers.
 pub fn message(channel: &[u8], payload: &[u8], proto: Proto) -> Bytes {
-    push_of(&[b"message", channel, payload], proto)
+    let head: &[u8] = match proto {
+        Proto::Resp2 => b"*3\r\n$7\r\nmessage\r\n",
+        Proto::Resp3 => b">3\r\n$7\r\nmessage\r\n",
+    };
+    let size = head.len() + bulk_len(channel.len()) + bulk_len(payload.len());
+    let mut out = BytesMut::with_capacity(size);
+    out.put_slice(head);
+    bulk(&mut out, channel);
+    bulk(&mut out, payload);
+    debug_assert_eq!(out.len(), size);
+    out.freeze()
 }
 
 /// The push delivered to pattern subscribers: `[pmessage, pattern, channel, payload]`.

@@ -124,16 +124,17 @@ impl Homes {
     }
 
     fn room_mut(&mut self, room: &str, idle_if_new: bool) -> &mut HomeRoom {
-        let (stats, shards, history) = (&self.stats, self.shards, self.limits.history);
-        let retention = &mut self.retention;
-        self.rooms.entry(room.into()).or_insert_with(|| {
-            stats.rooms_homed.inc();
-            retention.created(room);
+        // Looked up first: a key is made (allocated) only for a new room.
+        if !self.rooms.contains_key(room) {
+            self.stats.rooms_homed.inc();
+            self.retention.created(room);
             if idle_if_new {
-                retention.went_idle(room);
+                self.retention.went_idle(room);
             }
-            HomeRoom::new(shards, history, new_epoch())
-        })
+            let r = HomeRoom::new(self.shards, self.limits.history, new_epoch());
+            self.rooms.insert(room.into(), r);
+        }
+        self.rooms.get_mut(room).expect("just made")
     }
 
     /// A connection of shard `shard` joins; with `since` (and the `epoch`
