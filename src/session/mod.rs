@@ -81,6 +81,7 @@ async fn read_loop<P: Protocol>(
     may_park: bool,
 ) -> Ended {
     let mut proto = P::new(shard, conn);
+    let mut drained = false;
     loop {
         if conn.is_closing() || proto.parse(shard, conn, &mut buf) == Parsed::Done {
             return Ended::Closed;
@@ -91,8 +92,20 @@ async fn read_loop<P: Protocol>(
         }
         // Nothing of the read (its result, an error) may live across the
         // awaits below: the task would carry it while the connection idles.
-        match read_step(shard, conn, &mut buf) {
+        let step = if std::mem::take(&mut drained) {
+            // The last read was short: the socket had no more, so wait
+            // rather than ask again (a request-reply client saves a
+            // system call a request).
+            if buf.is_empty() {
+                buf = BytesMut::new();
+            }
+            Step::Wait
+        } else {
+            read_step(shard, conn, &mut buf)
+        };
+        match step {
             Step::Data => yield_now().await,
+            Step::Drained => drained = true,
             Step::Wait => {
                 if may_park && buf.is_empty() && proto.is_idle() && !conn.is_closing() {
                     return Ended::Idle;
@@ -108,8 +121,12 @@ async fn read_loop<P: Protocol>(
 
 /// What a read found.
 enum Step {
-    /// Bytes arrived (or the read was interrupted): parse, then yield.
+    /// A full read arrived (or the read was interrupted): parse, then
+    /// yield, and read again.
     Data,
+    /// Less than a full read arrived: the socket is empty now. Parse, then
+    /// wait for readability.
+    Drained,
     /// Nothing to read: wait for readability.
     Wait,
     /// The stream ended or failed.
@@ -123,7 +140,11 @@ fn read_step(shard: &Shard, conn: &Conn, buf: &mut BytesMut) -> Step {
         Ok(n) => {
             shard.stats.bytes_in.add(n as u64);
             conn.heard_at(shard.now());
-            Step::Data
+            if n < READ_CHUNK {
+                Step::Drained
+            } else {
+                Step::Data
+            }
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
             // An idle connection keeps no read buffer.
