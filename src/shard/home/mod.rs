@@ -281,8 +281,17 @@ impl Homes {
         let before = r.retained_bytes();
         let entry = r.append(|seq| match data {
             Data::Raw(d) => {
-                let json = chat::message(room, seq, user, ts, Data::Raw(d));
-                (Bytes::from(json), Bytes::copy_from_slice(d))
+                let json = Bytes::from(chat::message(room, seq, user, ts, Data::Raw(d)));
+                // Text that needed no escaping ends the JSON as it came
+                // (`…"data":"<d>"}`): RESP subscribers get that slice too.
+                let end = json.len().saturating_sub(2);
+                let verbatim = end >= d.len() && &json[end - d.len()..end] == d && json.ends_with(b"\"}");
+                let resp = if verbatim {
+                    json.slice(end - d.len()..end)
+                } else {
+                    Bytes::copy_from_slice(d)
+                };
+                (json, resp)
             }
             Data::Json(d) => {
                 let json = Bytes::from(chat::message(room, seq, user, ts, Data::Json(d)));
