@@ -160,33 +160,19 @@ async fn rs256_by_pem_and_es256_by_jwks_kid() {
         "--auth-algorithms",
         "ES256,RS256",
     ]);
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("ec-1".into());
-    let token = encode(
-        &header,
-        &claims("eve", &[]),
-        &EncodingKey::from_ec_pem(&ec).unwrap(),
-    )
-    .unwrap();
+    let signed = |alg, kid: &str, sub: &str, key: &EncodingKey| {
+        let mut header = Header::new(alg);
+        header.kid = Some(kid.into());
+        encode(&header, &claims(sub, &[]), key).unwrap()
+    };
+    let ec_key = EncodingKey::from_ec_pem(&ec).unwrap();
+    let token = signed(Algorithm::ES256, "ec-1", "eve", &ec_key);
     assert_eq!(log_in(&server, &token).await.1.unwrap()["user"], "eve");
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
-    let token = encode(
-        &header,
-        &claims("rob", &[]),
-        &EncodingKey::from_rsa_pem(&rsa).unwrap(),
-    )
-    .unwrap();
+    let rsa_key = EncodingKey::from_rsa_pem(&rsa).unwrap();
+    let token = signed(Algorithm::RS256, "rsa-1", "rob", &rsa_key);
     assert_eq!(log_in(&server, &token).await.1.unwrap()["user"], "rob");
     // A kid the set does not have.
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("nope".into());
-    let token = encode(
-        &header,
-        &claims("eve", &[]),
-        &EncodingKey::from_ec_pem(&ec).unwrap(),
-    )
-    .unwrap();
+    let token = signed(Algorithm::ES256, "nope", "eve", &ec_key);
     assert_eq!(log_in(&server, &token).await.1, Err(4001));
 }
 

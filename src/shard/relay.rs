@@ -193,6 +193,16 @@ impl Shard {
         }
     }
 
+    /// Where delivery of a followed room stands here: (epoch, last seq),
+    /// once its feed synced.
+    fn position(&self, room: &str) -> Option<(u64, u64)> {
+        let feeds = self.relay().feeds.borrow();
+        feeds
+            .get(room)
+            .filter(|f| f.is_synced())
+            .map(|f| (f.epoch, f.delivered))
+    }
+
     // ----- requests at the home -------------------------------------------------
 
     /// A publish: sequenced in Redis; answered when delivered here.
@@ -209,13 +219,7 @@ impl Shard {
             data: data.into(),
             raw,
         });
-        let seen = self
-            .relay()
-            .feeds
-            .borrow()
-            .get(room)
-            .filter(|f| f.is_synced())
-            .map(|f| (f.epoch, f.delivered));
+        let seen = self.position(room);
         self.redis(
             |out, c| c.publish(out, room, new_epoch(), &body, seen),
             Pending::Publish {
@@ -340,14 +344,7 @@ impl Shard {
     /// since, `recovered` when together they are every message after the
     /// client's `since` in its epoch.
     pub(super) fn finish_join(&self, room: &str, j: Joining) {
-        let position = self
-            .relay()
-            .feeds
-            .borrow()
-            .get(room)
-            .filter(|f| f.is_synced())
-            .map(|f| (f.epoch, f.delivered));
-        let Some((epoch, delivered)) = position else {
+        let Some((epoch, delivered)) = self.position(room) else {
             // The feed went (everyone left) or never synced: nothing to
             // offer but the truth.
             return self.join_ack(

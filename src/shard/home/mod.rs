@@ -285,7 +285,8 @@ impl Homes {
                 // Text that needed no escaping ends the JSON as it came
                 // (`…"data":"<d>"}`): RESP subscribers get that slice too.
                 let end = json.len().saturating_sub(2);
-                let verbatim = end >= d.len() && &json[end - d.len()..end] == d && json.ends_with(b"\"}");
+                let verbatim =
+                    end >= d.len() && &json[end - d.len()..end] == d && json.ends_with(b"\"}");
                 let resp = if verbatim {
                     json.slice(end - d.len()..end)
                 } else {
