@@ -206,14 +206,21 @@ done
 if [[ -n $healthy ]]; then ok "/healthz answers ok"; else cat "$work/server.log"; fail "/healthz answers ok"; fi
 
 if [[ -n $healthy ]]; then
-    if python3 -c "import json, urllib.request as u; json.load(u.urlopen('$admin/stats', timeout=2))" 2>/dev/null; then
+    # The inventory sets an admin token: without it /stats is refused.
+    code=$(python3 -c "
+import urllib.request as u, urllib.error as e
+try: print(u.urlopen('$admin/stats', timeout=2).status)
+except e.HTTPError as x: print(x.code)" 2>/dev/null)
+    if [[ $code == 401 ]]; then ok "/stats without the admin token is 401"; else fail "/stats without the admin token is 401 (got $code)"; fi
+    bearer="{'Authorization': 'Bearer deploy-t0ken'}"
+    if python3 -c "import json, urllib.request as u; json.load(u.urlopen(u.Request('$admin/stats', headers=$bearer), timeout=2))" 2>/dev/null; then
         ok "/stats is JSON"
     else
         fail "/stats is JSON"
     fi
     if python3 -c "
 import re, sys, urllib.request as u
-body = u.urlopen('$admin/metrics', timeout=2).read().decode()
+body = u.urlopen(u.Request('$admin/metrics', headers=$bearer), timeout=2).read().decode()
 samples = [l for l in body.splitlines() if l and not l.startswith('#')]
 sys.exit(not samples or not all(re.match(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\\{[^}]*\\})? \\S+', l) for l in samples))
 " 2>/dev/null; then
