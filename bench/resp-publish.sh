@@ -94,9 +94,14 @@ for round in $(seq "$ROUNDS"); do
 done | tee "$work/all"
 echo
 echo "medians of $ROUNDS rounds:"
-awk '{k=$1" "$2; v[k]=v[k]" "$3; r[k]=r[k]" "$5} END {
-  for (k in v) {
-    n = split(v[k], a, " "); asort(a); m = split(r[k], b, " "); asort(b)
-    printf "%-32s %7.2f us/req %10.0f req/s\n", k, a[int((n + 1) / 2)], b[int((m + 1) / 2)]
-  }
-}' "$work/all" | sort
+python3 - "$work/all" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 6:
+        continue
+    rows.setdefault((f[0], f[1]), []).append((float(f[2]), float(f[4])))
+for (side, case), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print(f"{side:<14} {case:<16} {statistics.median(x for x, _ in v):7.2f} us/req {statistics.median(y for _, y in v):10.0f} req/s")
+PY

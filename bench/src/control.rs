@@ -18,12 +18,18 @@ use crate::token::Tokens;
 /// by worker `i % threads`. Publisher `j` is in room `j % rooms`; it publishes
 /// on member connection `j`, or, when the target needs it, on an extra
 /// connection `connections + j` that joins nothing.
+///
+/// With several addresses (the nodes of a cluster), member `i` connects to
+/// node `(i / rooms) % nodes` and a separate publisher `j` to node
+/// `(j / rooms) % nodes`: every room's members and publishers are spread
+/// evenly over the nodes, so every delivery of a publish made on one node
+/// to members on another crosses the cluster's broker.
 #[derive(Debug, Clone)]
 pub struct Layout {
     /// What is being loaded.
     pub target: Target,
-    /// Where it listens.
-    pub addr: SocketAddrV4,
+    /// Where it listens: one address, or one per node of a cluster.
+    pub addrs: Vec<SocketAddrV4>,
     /// Member connections (all of them idle when `rooms` is 0).
     pub connections: u32,
     /// Rooms; 0 means the connections join nothing.
@@ -61,6 +67,28 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The node (index into `addrs`) socket `i` connects to.
+    pub fn node_of(&self, i: u32) -> usize {
+        let n = self.addrs.len().max(1) as u32;
+        if n == 1 {
+            return 0;
+        }
+        if self.rooms == 0 {
+            return (i % n) as usize;
+        }
+        let k = if i < self.connections {
+            i
+        } else {
+            i - self.connections
+        };
+        (k / self.rooms % n) as usize
+    }
+
+    /// The address socket `i` connects to.
+    pub fn addr_of(&self, i: u32) -> SocketAddrV4 {
+        self.addrs[self.node_of(i)]
+    }
+
     /// Total sockets: members plus separate publisher connections.
     pub fn sockets(&self) -> u32 {
         self.connections
@@ -204,7 +232,7 @@ mod tests {
     fn layout(target: Target, connections: u32, rooms: u32, publishers: u32) -> Layout {
         Layout {
             target,
-            addr: "127.0.0.1:1".parse().unwrap(),
+            addrs: vec!["127.0.0.1:1".parse().unwrap()],
             connections,
             rooms,
             publishers,
@@ -239,6 +267,31 @@ mod tests {
         assert_eq!(l.role(11), (None, Some(1)));
         let l = layout(Target::Uws, 10, 0, 0);
         assert_eq!(l.role(3), (None, None));
+    }
+
+    #[test]
+    fn two_nodes_split_every_room_and_its_publishers() {
+        let mut l = layout(Target::Socketio, 40, 4, 8);
+        l.addrs.push("127.0.0.1:2".parse().unwrap());
+        // Per room: members and publishers half on each node.
+        for r in 0..4 {
+            let on = |node: usize, upto: u32| {
+                (0..upto)
+                    .filter(|&i| i % 4 == r && l.node_of(i) == node)
+                    .count()
+            };
+            assert_eq!((on(0, 40), on(1, 40)), (5, 5));
+            assert_eq!((on(0, 8), on(1, 8)), (1, 1));
+        }
+        assert_eq!(l.addr_of(4).port(), 2);
+        // Separate publisher sockets (RESP) split the same way.
+        let mut l = layout(Target::Redis, 8, 2, 4);
+        l.addrs.push("127.0.0.1:2".parse().unwrap());
+        let nodes: Vec<usize> = (8..12).map(|i| l.node_of(i)).collect();
+        assert_eq!(nodes, vec![0, 0, 1, 1]);
+        // One address: everything on it.
+        let l = layout(Target::Uws, 10, 0, 0);
+        assert!((0..10).all(|i| l.node_of(i) == 0));
     }
 
     #[test]

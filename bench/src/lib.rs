@@ -14,6 +14,7 @@
 //!   find-max, overload), [`record`] (the JSON record and the summary).
 //! * [`placement`] — ringcast room names homed on a chosen shard (cross-shard runs).
 //! * [`token`] — JWT connection tokens, made before the connect phase.
+//! * [`broker`] — what a cluster's shared Redis did in a window (`INFO commandstats`).
 //! * [`ceiling`] — the bare io_uring server; [`report`] — matrix tables and SVG charts.
 //!
 //! # Design
@@ -26,6 +27,7 @@
 //! for servers with and without sequence numbers.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod broker;
 pub mod ceiling;
 pub mod clock;
 pub mod control;

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use ringcast_bench::control::Layout;
+use ringcast_bench::procstat;
 use ringcast_bench::run::{Mode, RunOptions};
 use ringcast_bench::target::Target;
 use ringcast_bench::token::{Signer, TokenVia, Tokens};
@@ -38,9 +39,11 @@ struct RunArgs {
     /// System to load.
     #[arg(long, value_enum)]
     target: Target,
-    /// Where the target listens (loopback only).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    addr: SocketAddrV4,
+    /// Where the target listens (loopback only). Several, comma-separated:
+    /// the nodes of one cluster; every room's members and publishers are
+    /// spread evenly over them.
+    #[arg(long, default_value = "127.0.0.1:8080", value_delimiter = ',')]
+    addr: Vec<SocketAddrV4>,
     /// Scenario name written into the record.
     #[arg(long, default_value = "custom")]
     scenario: String,
@@ -114,9 +117,18 @@ struct RunArgs {
     /// Connect and hold for --duration; no publishing (memory per connection).
     #[arg(long)]
     idle: bool,
-    /// Server pid (default: found by the port in --addr).
+    /// Server pid, or one per node, comma-separated (default: found by the
+    /// ports in --addr); CPU and RSS are summed over them.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
+    /// The Redis the nodes share: its CPU time over the measured window is
+    /// reported per published message (default: found by --redis-addr's port).
     #[arg(long)]
-    server_pid: Option<u32>,
+    redis_pid: Option<u32>,
+    /// The Redis the nodes share (loopback): its `INFO commandstats` is read
+    /// before and after the measured window, per published message.
+    #[arg(long)]
+    redis_addr: Option<SocketAddrV4>,
     /// ringcast shard count, recorded.
     #[arg(long)]
     shards: Option<u32>,
@@ -235,11 +247,14 @@ fn check_token_target(target: Target) -> Result<()> {
 }
 
 fn run(a: RunArgs) -> Result<()> {
-    if !a.addr.ip().is_loopback() {
-        bail!(
-            "--addr must be a loopback address (127.0.0.0/8), not {}",
-            a.addr
-        );
+    if let Some(bad) = a.addr.iter().find(|x| !x.ip().is_loopback()) {
+        bail!("--addr must be a loopback address (127.0.0.0/8), not {bad}");
+    }
+    if let Some(bad) = a.redis_addr.filter(|x| !x.ip().is_loopback()) {
+        bail!("--redis-addr must be a loopback address (127.0.0.0/8), not {bad}");
+    }
+    if a.addr.is_empty() || a.addr.len() > 64 {
+        bail!("--addr takes 1 to 64 addresses");
     }
     if a.sources == 0 || a.sources > 250 {
         bail!("--sources must be 1..=250");
@@ -272,8 +287,10 @@ fn run(a: RunArgs) -> Result<()> {
     };
     let shard_local = match (a.shard_local, a.shards) {
         (false, _) => 0,
-        (true, Some(n)) if n >= 1 && a.target == Target::RingcastWs => n,
-        (true, _) => bail!("--shard-local needs --target ringcast-ws and --shards N"),
+        (true, Some(n)) if n >= 1 && a.target == Target::RingcastWs && a.addr.len() == 1 => n,
+        (true, _) => {
+            bail!("--shard-local needs --target ringcast-ws, --shards N and one --addr")
+        }
     };
     let room_numbers = if shard_local > 0 {
         ringcast_bench::placement::home_aligned_rooms(a.rooms, shard_local)
@@ -283,7 +300,7 @@ fn run(a: RunArgs) -> Result<()> {
     let tokens = tokens(&a, connections)?;
     let layout = Layout {
         target: a.target,
-        addr: a.addr,
+        addrs: a.addr.clone(),
         connections,
         rooms: a.rooms,
         publishers,
@@ -322,7 +339,12 @@ fn run(a: RunArgs) -> Result<()> {
         duration_s: a.duration.clamp(0.1, 3600.0),
         drain_s: a.drain.clamp(0.0, 600.0),
         connect_timeout_s: a.connect_timeout.clamp(1.0, 3600.0),
-        server_pid: a.server_pid,
+        server_pids: a.server_pid,
+        redis_pid: a.redis_pid.or_else(|| {
+            a.redis_addr
+                .and_then(|r| procstat::pid_listening_on(r.port()))
+        }),
+        redis_addr: a.redis_addr,
         shards: a.shards,
         server_cores: a.server_cores,
         progress: !a.quiet,

@@ -43,6 +43,39 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// CPU time of every thread of `pid`, ns: the first field of
+/// `/proc/PID/task/*/schedstat` (the scheduler's own run-time count, not
+/// rounded to clock ticks as `/proc/PID/stat` is). `None` without schedstats.
+pub fn sched_ns(pid: u32) -> Option<u64> {
+    let mut total = 0u64;
+    let mut any = false;
+    for t in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(s) = fs::read_to_string(t.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(ns) = s
+            .split_whitespace()
+            .next()
+            .and_then(|x| x.parse::<u64>().ok())
+        {
+            total += ns;
+            any = true;
+        }
+    }
+    any.then_some(total)
+}
+
+/// The sum of [`sample`] over `pids` (the nodes of a cluster); a pid that
+/// cannot be read adds nothing.
+pub fn sample_sum(pids: &[u32]) -> ProcSample {
+    pids.iter()
+        .filter_map(|&p| sample(p))
+        .fold(ProcSample::default(), |a, s| ProcSample {
+            cpu_us: a.cpu_us + s.cpu_us,
+            rss_bytes: a.rss_bytes + s.rss_bytes,
+        })
+}
+
 /// This process's user + system CPU time, µs (all threads).
 pub fn self_cpu_us() -> u64 {
     // SAFETY: an all-zero rusage is valid; getrusage fills it.
@@ -164,5 +197,14 @@ mod tests {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss_bytes > 0);
         assert!(s.cpu_us <= self_cpu_us() + 20_000);
+        let me = std::process::id();
+        let two = sample_sum(&[me, me, u32::MAX]);
+        assert!(two.rss_bytes >= 2 * s.rss_bytes - (1 << 20));
+        assert_eq!(sample_sum(&[]).cpu_us, 0);
+        if let Some(ns) = sched_ns(me) {
+            // Threads that ended are in neither count; both see the living ones.
+            assert!(ns / 1000 <= self_cpu_us() + 20_000);
+        }
+        assert_eq!(sched_ns(u32::MAX), None);
     }
 }

@@ -53,6 +53,17 @@ pub struct StepRecord {
     pub server_cpu_us_per_delivery: f64,
     /// Server CPU time in the window over wall time (1.0 = one core).
     pub server_cpu_share: f64,
+    /// CPU time of the broker the nodes share (`--redis-pid`) in the window,
+    /// from `/proc/PID/stat` utime + stime, per publish made in the window, µs.
+    pub redis_cpu_us_per_publish: f64,
+    /// The same from `/proc/PID/task/*/schedstat` (ns, not clock ticks): at
+    /// a few hundred messages a second a 10 ms tick is several µs per message.
+    pub redis_sched_us_per_publish: f64,
+    /// That broker's CPU time in the window over wall time (1.0 = one core).
+    pub redis_cpu_share: f64,
+    /// Commands the broker ran in the window (`--redis-addr`), per published
+    /// message, busiest first (the commands inside a Lua script count too).
+    pub redis_commands: Vec<crate::broker::CommandShare>,
     /// Server RSS at the window's end, bytes.
     pub server_rss_bytes: u64,
     /// Highest server RSS sampled during the step, bytes.
@@ -152,8 +163,14 @@ pub struct RunRecord {
     /// How connections proved who they are: empty, or e.g. `jwt HS256 via
     /// query, 10000 tokens` (made before the first connect, untimed).
     pub auth: String,
-    /// Server pid, if found.
+    /// Server pid, if found (the first node's).
     pub server_pid: Option<u32>,
+    /// Every node's server pid; CPU and RSS figures are their sums.
+    pub server_pids: Vec<u32>,
+    /// Server addresses the sockets were spread over (1: a single server).
+    pub nodes: u32,
+    /// The broker sampled for `redis_cpu_us_per_publish`, if any.
+    pub redis_pid: Option<u32>,
     /// Server RSS before the generator connected, bytes.
     pub server_rss_before_bytes: u64,
     /// Server RSS with all connections up, before publishing, bytes.
@@ -231,6 +248,24 @@ impl RunRecord {
                 h.host_other_cpu_share * 100.0,
                 h.steal_pct
             );
+            if self.redis_pid.is_some() {
+                s += &format!(
+                    "redis cpu {:.2} us/publish (schedstat {:.2}; {:.0}% of a core)\n",
+                    h.redis_cpu_us_per_publish,
+                    h.redis_sched_us_per_publish,
+                    h.redis_cpu_share * 100.0
+                );
+                if !h.redis_commands.is_empty() {
+                    s += "redis commands per publish:";
+                    for c in &h.redis_commands {
+                        s += &format!(
+                            " {} {:.2} ({:.1} us)",
+                            c.command, c.calls_per_publish, c.usec_per_publish
+                        );
+                    }
+                    s += "\n";
+                }
+            }
         }
         s += &format!(
             "server rss before {:.1} MiB, connected {:.1} MiB ({:.0} B/conn), max {:.1} MiB, after {:.1} MiB\n",

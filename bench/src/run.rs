@@ -4,6 +4,7 @@
 //! the merged worker reports into a [`RunRecord`].
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::broker;
 use crate::clock::{now_ns, sleep_until, unix_ms};
 use crate::control::{Control, Layout, StepPlan};
 use crate::procstat::{self, ProcSample};
@@ -58,8 +60,14 @@ pub struct RunOptions {
     pub drain_s: f64,
     /// Longest wait for the connect ramp, s.
     pub connect_timeout_s: f64,
-    /// Server pid (found by port when not given).
-    pub server_pid: Option<u32>,
+    /// Server pids, one per node (found by each address's port when empty);
+    /// their CPU and memory are summed.
+    pub server_pids: Vec<u32>,
+    /// A broker the servers share (the Redis of a cluster): its CPU over the
+    /// window is reported per published message.
+    pub redis_pid: Option<u32>,
+    /// That broker's address, to read its `INFO commandstats` around the window.
+    pub redis_addr: Option<SocketAddrV4>,
     /// ringcast shard count, for the record.
     pub shards: Option<u32>,
     /// Cores the server runs on, for the record.
@@ -72,7 +80,7 @@ struct Run {
     layout: Arc<Layout>,
     ctl: Arc<Control>,
     rx: mpsc::Receiver<WorkerReport>,
-    pid: Option<u32>,
+    pids: Vec<u32>,
     opts: RunOptions,
     tty: bool,
     connect_latency: hdrhistogram::Histogram<u64>,
@@ -126,10 +134,18 @@ pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
             (layout.sockets() as u64).div_ceil(ports_per_source)
         );
     }
-    let pid = opts
-        .server_pid
-        .or_else(|| procstat::pid_listening_on(layout.addr.port()));
-    let before = pid.and_then(procstat::sample).unwrap_or_default();
+    let pids = if opts.server_pids.is_empty() {
+        let mut v: Vec<u32> = layout
+            .addrs
+            .iter()
+            .filter_map(|a| procstat::pid_listening_on(a.port()))
+            .collect();
+        v.dedup();
+        v
+    } else {
+        opts.server_pids.clone()
+    };
+    let before = procstat::sample_sum(&pids);
     let gen_before = procstat::self_cpu_us();
     let ctl = Arc::new(Control::new(layout.rooms));
     let layout = Arc::new(layout);
@@ -148,7 +164,7 @@ pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
         layout: layout.clone(),
         ctl: ctl.clone(),
         rx,
-        pid,
+        pids,
         tty: std::io::stderr().is_terminal(),
         opts,
         connect_latency: stats::new_histogram(),
@@ -198,13 +214,33 @@ impl Run {
             members_per_room: l.connections.checked_div(l.rooms).unwrap_or(0),
             publishers: l.publishers,
             size_bytes: l.size,
-            server_pid: self.pid,
+            server_pid: self.pids.first().copied(),
+            server_pids: self.pids.clone(),
+            nodes: l.addrs.len() as u32,
+            redis_pid: self.opts.redis_pid,
             server_rss_before_bytes: before.rss_bytes,
             ..Default::default()
         };
-        if self.pid.is_none() {
+        if self.pids.is_empty() {
             rec.notes
                 .push("server pid not found: no server CPU or memory figures".into());
+        } else if self.pids.len() < l.addrs.len() {
+            rec.notes.push(format!(
+                "{} server pid(s) for {} nodes: CPU and memory cover only those",
+                self.pids.len(),
+                l.addrs.len()
+            ));
+        }
+        if l.addrs.len() > 1 {
+            rec.notes.push(format!(
+                "{} nodes ({}): every room's members and publishers spread evenly over them; server CPU and RSS are the nodes' sums",
+                l.addrs.len(),
+                l.addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if l.cores.is_empty() {
             rec.notes.push("generator not pinned (pass --cores)".into());
@@ -359,7 +395,18 @@ impl Run {
     }
 
     fn sample(&self) -> ProcSample {
-        self.pid.and_then(procstat::sample).unwrap_or_default()
+        procstat::sample_sum(&self.pids)
+    }
+
+    /// The broker's CPU: (µs from `/proc/PID/stat`, ns from schedstat).
+    fn redis_cpu(&self) -> (u64, u64) {
+        let Some(pid) = self.opts.redis_pid else {
+            return (0, 0);
+        };
+        (
+            procstat::sample(pid).map_or(0, |s| s.cpu_us),
+            procstat::sched_ns(pid).unwrap_or(0),
+        )
     }
 
     fn connect_phase(&mut self, before: ProcSample, gen_before: u64) -> Result<ConnectRecord> {
@@ -399,7 +446,12 @@ impl Run {
         if ready == 0 && total > 0 {
             bail!(
                 "no connection became ready ({errors} errors): is the target listening on {}{}?",
-                self.layout.addr,
+                self.layout
+                    .addrs
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 if self.layout.tokens.is_some() {
                     ", and does it take these tokens (a refused token is closed with 4001/4002)"
                 } else {
@@ -435,7 +487,7 @@ impl Run {
             per_s: if secs > 0.0 { ready as f64 / secs } else { 0.0 },
             p50_ms: p.p50_ms,
             p99_ms: p.p99_ms,
-            server_cpu_us_per_connect: if self.pid.is_some() {
+            server_cpu_us_per_connect: if !self.pids.is_empty() {
                 per_socket(srv.cpu_us.saturating_sub(before.cpu_us))
             } else {
                 0.0
@@ -497,11 +549,14 @@ impl Run {
                 self.ctl.received.load(Ordering::Relaxed) - rcv0
             ));
         }
+        // Read before the window opens: the query takes about a millisecond.
+        let cmds0 = self.opts.redis_addr.and_then(broker::commandstats);
         sleep_until(ms);
-        let (srv0, gen0, host0) = (
+        let (srv0, gen0, host0, redis0) = (
             self.sample(),
             procstat::self_cpu_us(),
             procstat::host_ticks(),
+            self.redis_cpu(),
         );
         let rcv_w0 = self.ctl.received.load(Ordering::Relaxed);
         let mut tick = ms;
@@ -521,11 +576,13 @@ impl Run {
                     - (self.ctl.received.load(Ordering::Relaxed) - rcv0) as i64
             ));
         }
-        let (srv1, gen1, host1) = (
+        let (srv1, gen1, host1, redis1) = (
             self.sample(),
             procstat::self_cpu_us(),
             procstat::host_ticks(),
+            self.redis_cpu(),
         );
+        let cmds1 = self.opts.redis_addr.and_then(broker::commandstats);
         // Drain: publishing has stopped; wait for what is still in flight.
         let drain_end = now_ns() + (drain_s * 1e9) as u64;
         let mut timed_out = false;
@@ -558,15 +615,19 @@ impl Run {
         let p = Percentiles::of(&c.latency);
         let srv_cpu = srv1.cpu_us.saturating_sub(srv0.cpu_us) as f64;
         let gen_cpu = gen1.saturating_sub(gen0) as f64;
+        let redis_cpu = redis1.0.saturating_sub(redis0.0) as f64;
+        let redis_sched_us = redis1.1.saturating_sub(redis0.1) as f64 / 1e3;
         let ncpu = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as f64;
         let clk = procstat::clk_tck() as f64;
         let steal_pct =
             (host1.steal.saturating_sub(host0.steal)) as f64 / clk / (window * ncpu) * 100.0;
-        // CPU used by anything but the server and the generator (other work on the host).
+        // CPU used by anything but the server, its broker and the generator
+        // (other work on the host).
         let busy_us = host1.busy.saturating_sub(host0.busy) as f64 / clk * 1e6;
-        let other_share = ((busy_us - srv_cpu - gen_cpu) / 1e6 / window).max(0.0);
+        let other_share = ((busy_us - srv_cpu - gen_cpu - redis_cpu) / 1e6 / window).max(0.0);
+        let pw = c.published_in_window as f64;
         let dw = c.delivered_in_window as f64;
         let lost = expected.saturating_sub(c.delivered);
         let mut st = StepRecord {
@@ -591,12 +652,27 @@ impl Run {
             server_errors: c.server_errors,
             publish_skipped: c.publish_skipped,
             disconnects: c.disconnects,
-            server_cpu_us_per_delivery: if dw > 0.0 && self.pid.is_some() {
+            server_cpu_us_per_delivery: if dw > 0.0 && !self.pids.is_empty() {
                 srv_cpu / dw
             } else {
                 0.0
             },
             server_cpu_share: srv_cpu / 1e6 / window,
+            redis_cpu_us_per_publish: if pw > 0.0 && self.opts.redis_pid.is_some() {
+                redis_cpu / pw
+            } else {
+                0.0
+            },
+            redis_sched_us_per_publish: if pw > 0.0 && self.opts.redis_pid.is_some() {
+                redis_sched_us / pw
+            } else {
+                0.0
+            },
+            redis_cpu_share: redis_cpu / 1e6 / window,
+            redis_commands: match (&cmds0, &cmds1) {
+                (Some(a), Some(b)) => broker::shares(a, b, c.published_in_window),
+                _ => Vec::new(),
+            },
             server_rss_bytes: srv1.rss_bytes,
             server_rss_max_bytes: rss_max.max(srv1.rss_bytes),
             generator_cpu_share: gen_cpu / 1e6 / window / l.threads as f64,
@@ -621,13 +697,18 @@ impl Run {
             && st.latency_samples > 0;
         if self.opts.progress {
             eprintln!(
-                "step {:.0} del/s offered: {:.0} del/s, p50 {:.2} ms p99 {:.2} ms, lost {}, server {:.2} us/del, gen cpu {:.0}%{}",
+                "step {:.0} del/s offered: {:.0} del/s, p50 {:.2} ms p99 {:.2} ms, lost {}, server {:.2} us/del{}, gen cpu {:.0}%{}",
                 st.offered_deliveries_per_s,
                 st.deliveries_per_s,
                 st.p50_ms,
                 st.p99_ms,
                 st.lost,
                 st.server_cpu_us_per_delivery,
+                if self.opts.redis_pid.is_some() {
+                    format!(", redis {:.1} us/publish", st.redis_cpu_us_per_publish)
+                } else {
+                    String::new()
+                },
                 st.generator_cpu_share * 100.0,
                 if p99_bound.is_finite() { if st.held { " held" } else { " FAILED" } } else { "" }
             );

@@ -141,7 +141,6 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
         core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
     let wire = layout.target.wire();
-    let host = layout.addr.to_string();
     let ep = net::Epoll::new().expect("epoll_create1");
     let mut conns: Vec<Conn> = (id..layout.sockets())
         .step_by(layout.threads as usize)
@@ -249,7 +248,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
             }
             next_conn += 1;
             c.connect_start = now;
-            match net::connect_nonblocking(layout.addr, src) {
+            match net::connect_nonblocking(layout.addr_of(c.index), src) {
                 Ok(fd) => {
                     c.fd = fd;
                     c.state = State::Connecting;
@@ -302,7 +301,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
                 if net::take_error(c.fd) != 0 {
                     fail(&ctl, &layout, c, &mut step);
                 } else {
-                    opened(wire, &host, &layout, c, &mut scratch);
+                    opened(wire, &layout, c, &mut scratch);
                 }
             }
             if c.state != State::Closed && !c.out.is_empty() && flush(c).is_err() {
@@ -362,7 +361,7 @@ pub fn run(id: u32, layout: Arc<Layout>, ctl: Arc<Control>, tx: Sender<WorkerRep
 }
 
 /// The transport is up: send the upgrade request, or for RESP the subscribe.
-fn opened(wire: Wire, host: &str, layout: &Layout, c: &mut Conn, scratch: &mut Vec<u8>) {
+fn opened(wire: Wire, layout: &Layout, c: &mut Conn, scratch: &mut Vec<u8>) {
     match wire {
         Wire::Resp => {
             c.state = State::Joining;
@@ -372,7 +371,8 @@ fn opened(wire: Wire, host: &str, layout: &Layout, c: &mut Conn, scratch: &mut V
         _ => {
             c.state = State::Upgrading;
             let path = target_path(wire, layout, c.index);
-            wsframe::handshake_request(&mut c.out, host, &path);
+            let host = layout.addr_of(c.index).to_string();
+            wsframe::handshake_request(&mut c.out, &host, &path);
         }
     }
 }
