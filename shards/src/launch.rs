@@ -193,12 +193,28 @@ where
 
 fn run<Fut: Future<Output = ()>>(driver: Driver, entries: u32, fut: Fut) {
     match driver {
-        Driver::IoUring => RuntimeBuilder::<IoUringDriver>::new()
-            .with_entries(entries)
-            .enable_timer()
-            .build()
-            .expect("io_uring runtime (probed at start-up)")
-            .block_on(fut),
+        Driver::IoUring => {
+            // A completion that arrives while the shard runs (a poll woken
+            // by a peer on another core) waits for the shard's next system
+            // call instead of interrupting it with an IPI; a shard that
+            // sleeps in the ring is still woken. Kernels before 5.19 refuse
+            // the flag: then the ring is made without it.
+            let mut coop = io_uring::IoUring::builder();
+            coop.setup_coop_taskrun();
+            let runtime = |urb: Option<io_uring::Builder>| {
+                let b = RuntimeBuilder::<IoUringDriver>::new().with_entries(entries);
+                match urb {
+                    Some(urb) => b.uring_builder(urb),
+                    None => b,
+                }
+                .enable_timer()
+                .build()
+            };
+            runtime(Some(coop))
+                .or_else(|_| runtime(None))
+                .expect("io_uring runtime (probed at start-up)")
+                .block_on(fut)
+        }
         Driver::Epoll => RuntimeBuilder::<LegacyDriver>::new()
             .enable_timer()
             .build()
