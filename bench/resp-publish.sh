@@ -13,6 +13,8 @@
 # count is checked against the requests sent (nothing may be lost).
 # Needs redis-benchmark, redis-cli and redis-server (Debian redis-tools,
 # redis-server). N=requests per case (default 2,000,000; unpipelined N/8).
+# MD=FILE also writes the medians as a Markdown table, each ringcast side
+# against redis-server (the matrix's resp-publish section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -87,21 +89,44 @@ run() {
 
 for round in $(seq "$ROUNDS"); do
   for case in pipelined pipelined-nosub unpipelined; do
-    for side in "${SIDES[@]}"; do
-      run "$side" "$case"
+    # Each round starts one side later, so no side always runs first.
+    for k in $(seq 0 $((${#SIDES[@]} - 1))); do
+      run "${SIDES[$(((k + round - 1) % ${#SIDES[@]}))]}" "$case"
     done
   done
 done | tee "$work/all"
 echo
 echo "medians of $ROUNDS rounds:"
-python3 - "$work/all" <<'PY'
+python3 - "$work/all" "$ROUNDS" "${MD:-}" <<'PY'
 import statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) < 6:
+    if len(f) < 12:
         continue
-    rows.setdefault((f[0], f[1]), []).append((float(f[2]), float(f[4])))
+    rows.setdefault((f[0], f[1]), []).append((float(f[2]), float(f[4]), float(f[7].rstrip("%")), int(f[-1])))
+med = lambda v, i: statistics.median(x[i] for x in v)
 for (side, case), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-    print(f"{side:<14} {case:<16} {statistics.median(x for x, _ in v):7.2f} us/req {statistics.median(y for _, y in v):10.0f} req/s")
+    print(f"{side:<14} {case:<16} {med(v, 0):7.2f} us/req {med(v, 1):10.0f} req/s")
+if sys.argv[3]:
+    goal = {"pipelined": 0.67, "pipelined-nosub": 0.67, "unpipelined": 0.8}
+    what = {"pipelined": "-P 16, one subscriber", "pipelined-nosub": "-P 16, no subscriber",
+            "unpipelined": "-P 1, one subscriber"}
+    with open(sys.argv[3], "w") as out:
+        out.write(f"redis-benchmark `-c 50 PUBLISH`, one ringcast shard and redis-server each pinned to core 0, "
+                  f"redis-benchmark and the subscriber on core 1; medians of {sys.argv[2]} rounds, sides alternating. "
+                  "Server CPU per request is from /proc/PID/stat over the run; *client* is redis-benchmark's own share "
+                  "of its core; *lost* counts messages the subscriber did not get, over every round.\n\n")
+        out.write("| case | server | µs/request | requests/s | client CPU | lost | vs redis-server | goal | met |\n")
+        out.write("|---|---|---:|---:|---:|---:|---:|---:|:-:|\n")
+        for case in goal:
+            base = rows.get(("redis", case))
+            for (side, c), v in sorted(rows.items()):
+                if c != case:
+                    continue
+                ratio = med(v, 0) / med(base, 0) if base and side != "redis" else None
+                cells = [what[case], side, f"{med(v, 0):.2f}", f"{med(v, 1):,.0f}", f"{med(v, 2):.0f}%",
+                         str(sum(x[3] for x in v)), f"{ratio:.2f}×" if ratio else "–",
+                         f"≤ {goal[case]}×" if ratio else "", ("yes" if ratio <= goal[case] else "**no**") if ratio else ""]
+                out.write("| " + " | ".join(cells) + " |\n")
 PY

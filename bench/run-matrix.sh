@@ -152,6 +152,21 @@ for entry in "${SCEN[@]}"; do
 done
 done
 
+# resp-publish: redis-benchmark PUBLISH against one ringcast shard and
+# redis-server (bench/resp-publish.sh; server CPU per request, 3 rounds).
+if ((!QUICK)) && [[ -z $SCENARIOS || " $SCENARIOS " == *" resp-publish "* ]]; then
+  if command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null; then
+    echo "--- resp-publish / ringcast-resp:1 vs redis"
+    if ! BIN=$RINGCAST_BIN N=1000000 MD=$RUNS/resp-publish.md \
+      bash "$BENCH_DIR/resp-publish.sh" 3 ringcast redis >"$RUNS/resp-publish.txt" 2>&1; then
+      echo "run resp-publish failed (see $RUNS/resp-publish.txt)" >&2
+      failed=$((failed + 1))
+    fi
+  else
+    echo "skip resp-publish: needs redis-benchmark and redis-server (Debian redis-tools, redis-server)"
+  fi
+fi
+
 "$BENCH_BIN" report "$RUNS" --out-dir "$BENCH_DIR/results"
 echo "records in $RUNS; $failed run(s) failed"
 
@@ -165,5 +180,11 @@ cp "$BENCH_DIR"/results/img/*.svg "$REPO_DIR/docs/img/"
   echo "## Latest run"
   echo
   sed -e '1d' -e 's/^## /### /' "$BENCH_DIR/results/benchmarks.md"
+  if [[ -s $RUNS/resp-publish.md ]]; then
+    echo
+    echo "### resp-publish"
+    echo
+    cat "$RUNS/resp-publish.md"
+  fi
 } >"$REPO_DIR/docs/benchmarks.md"
 echo "wrote docs/benchmarks.md and docs/img/"
