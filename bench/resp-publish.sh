@@ -33,11 +33,17 @@ trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# ringcast gets the subscriber budget redis-server has by default
+# (client-output-buffer-limit pubsub: 32 MB hard): redis-cli, writing every
+# message to a file, falls behind a pipelined publisher on either server,
+# and with ringcast's default outbound_limit (1 MiB) it would be dropped as
+# a slow consumer.
+RC_FLAGS=(--outbound-limit 33554432)
 start() {
   case $1 in
     redis) taskset -c 0 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no >/dev/null 2>&1 & ;;
-    ringcast) taskset -c 0 "$BIN" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn >/dev/null 2>&1 & ;;
-    *=*) taskset -c 0 "${1%%=*}" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn >/dev/null 2>&1 & ;;
+    ringcast) taskset -c 0 "$BIN" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn "${RC_FLAGS[@]}" >/dev/null 2>&1 & ;;
+    *=*) taskset -c 0 "${1%%=*}" serve --shards 1 --cores 0 --resp "127.0.0.1:$PORT" --ws 127.0.0.1:0 --admin 127.0.0.1:0 --log warn "${RC_FLAGS[@]}" >/dev/null 2>&1 & ;;
   esac
   server_pid=$!
   for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && return; sleep 0.05; done

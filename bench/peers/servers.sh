@@ -70,7 +70,9 @@ start_target() {
       taskset -c "$cores" "$BENCH_BIN" ceiling --listen "127.0.0.1:$port" >"$log" 2>&1 &
       ;;
     ringcast-ws | ringcast-resp)
-      taskset -c "$cores" "$RINGCAST_BIN" serve --shards "$shards" \
+      # No per-connection publish rate (the peers have none): overload
+      # publishes 30 a second on each publisher, past the default 20.
+      taskset -c "$cores" "$RINGCAST_BIN" serve --shards "$shards" --limits-publish-rate 0 \
         --ws "127.0.0.1:$port" --resp "127.0.0.1:$((port + 1))" --admin "127.0.0.1:$((port + 2))" >"$log" 2>&1 &
       [[ $target == ringcast-resp ]] && port=$((port + 1))
       ;;
