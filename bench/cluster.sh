@@ -148,8 +148,8 @@ start_ringcast() { # start_ringcast WS_PORT NAME LOG [cluster flags...]: appends
   wait_listening "$port" "$pid"
 }
 
-start_sio() { # start_sio PORT LOG SCRIPT [REDIS_URL]: appends to NODE_PIDS
-  PORT=$1 REDIS_URL=${4:-} taskset -c "$SERVER_CORES" node "$BENCH_DIR/peers/$3" >"$2" 2>&1 &
+start_sio() { # start_sio PORT LOG [REDIS_URL]: appends to NODE_PIDS
+  PORT=$1 REDIS_URL=${3:-} taskset -c "$SERVER_CORES" node "$BENCH_DIR/peers/socketio-server.js" >"$2" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   NODE_PIDS+=("$pid")
@@ -178,8 +178,8 @@ run_side() {
       target=socketio
       start_redis "$rport" "$log-redis.log" || return 1
       local url=redis://127.0.0.1:$rport
-      start_sio $((base + 1)) "$log-a.log" socketio-cluster-server.js "$url" || return 1
-      start_sio $((base + 4)) "$log-b.log" socketio-cluster-server.js "$url" || return 1
+      start_sio $((base + 1)) "$log-a.log" "$url" || return 1
+      start_sio $((base + 4)) "$log-b.log" "$url" || return 1
       wait_redis_clients "$rport" 4 || return 1
       addrs=127.0.0.1:$((base + 1)),127.0.0.1:$((base + 4))
       ;;
@@ -190,7 +190,7 @@ run_side() {
       ;;
     sio-single)
       target=socketio
-      start_sio $((base + 1)) "$log-a.log" socketio-server.js || return 1
+      start_sio $((base + 1)) "$log-a.log" || return 1
       addrs=127.0.0.1:$((base + 1))
       ;;
     *)

@@ -88,6 +88,15 @@ async fn log_in(server: &Server, token: &str) -> (Ws, Result<Value, u16>) {
     (ws, first)
 }
 
+/// The reply's error code, or its op when it is no error (`"ok"`, …).
+async fn outcome(ws: &mut Ws, req: Value) -> String {
+    let v = request(ws, req).await;
+    v["code"]
+        .as_str()
+        .unwrap_or(v["op"].as_str().unwrap())
+        .to_string()
+}
+
 async fn request(ws: &mut Ws, req: Value) -> Value {
     ws.send(Message::Text(req.to_string())).await.unwrap();
     loop {
@@ -292,74 +301,62 @@ async fn room_patterns_allow_and_deny() {
     );
     let (mut ws, w) = log_in(&server, &token).await;
     w.unwrap();
-    let code = |v: Value| {
-        v["code"]
-            .as_str()
-            .unwrap_or(v["op"].as_str().unwrap())
-            .to_string()
-    };
     assert_eq!(
-        code(request(&mut ws, json!({"op":"join","room":"lobby","id":1})).await),
+        outcome(&mut ws, json!({"op":"join","room":"lobby","id":1})).await,
         "ok"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"join","room":"team:42:dev","id":2})).await),
+        outcome(&mut ws, json!({"op":"join","room":"team:42:dev","id":2})).await,
         "ok"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"join","room":"secret","id":3})).await),
+        outcome(&mut ws, json!({"op":"join","room":"secret","id":3})).await,
         "forbidden"
     );
     // Publish only where `publish` says.
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"publish","room":"lobby","data":1,"id":4})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"publish","room":"lobby","data":1,"id":4})
+        )
+        .await,
         "forbidden"
     );
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"publish","room":"team:42:dev","data":1,"id":5})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"publish","room":"team:42:dev","data":1,"id":5})
+        )
+        .await,
         "ok"
     );
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"publish","room":"secret","data":1,"id":6})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"publish","room":"secret","data":1,"id":6})
+        )
+        .await,
         "forbidden"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"typing","room":"lobby","id":7})).await),
+        outcome(&mut ws, json!({"op":"typing","room":"lobby","id":7})).await,
         "forbidden"
     );
     // Reading needs the room's pattern.
     assert_eq!(
-        code(request(&mut ws, json!({"op":"history","room":"secret","id":8})).await),
+        outcome(&mut ws, json!({"op":"history","room":"secret","id":8})).await,
         "forbidden"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"members","room":"secret","id":9})).await),
+        outcome(&mut ws, json!({"op":"members","room":"secret","id":9})).await,
         "forbidden"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"history","room":"lobby","id":10})).await),
+        outcome(&mut ws, json!({"op":"history","room":"lobby","id":10})).await,
         "history"
     );
     assert_eq!(
-        code(request(&mut ws, json!({"op":"members","room":"team:42:x","id":11})).await),
+        outcome(&mut ws, json!({"op":"members","room":"team:42:x","id":11})).await,
         "members"
     );
     // The connection stays.
@@ -373,35 +370,29 @@ async fn room_patterns_allow_and_deny() {
         &json!({"sub":"ann","room":"secret","exp":now()+600}),
     );
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"join","room":"secret","token":pass,"id":13})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"join","room":"secret","token":pass,"id":13})
+        )
+        .await,
         "ok"
     );
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"publish","room":"secret","data":1,"id":14})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"publish","room":"secret","data":1,"id":14})
+        )
+        .await,
         "ok"
     );
     // Someone else's room token, or one for another room, does not.
     let other = hs256(SECRET, &json!({"sub":"bob","room":"vault","exp":now()+600}));
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"join","room":"vault","token":other,"id":15})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"join","room":"vault","token":other,"id":15})
+        )
+        .await,
         "unauthorized"
     );
     let wrong_room = hs256(
@@ -409,13 +400,11 @@ async fn room_patterns_allow_and_deny() {
         &json!({"sub":"ann","room":"secret","exp":now()+600}),
     );
     assert_eq!(
-        code(
-            request(
-                &mut ws,
-                json!({"op":"join","room":"vault","token":wrong_room,"id":16})
-            )
-            .await
-        ),
+        outcome(
+            &mut ws,
+            json!({"op":"join","room":"vault","token":wrong_room,"id":16})
+        )
+        .await,
         "unauthorized"
     );
     let stats = server.stats().await;
@@ -514,12 +503,6 @@ async fn a_room_token_ends_at_its_exp_and_at_leave() {
             break;
         }
     }
-    let code = |v: Value| {
-        v["code"]
-            .as_str()
-            .unwrap_or(v["op"].as_str().unwrap())
-            .to_string()
-    };
     for (i, req) in [
         json!({"op":"publish","room":"secret","data":"x"}),
         json!({"op":"history","room":"secret"}),
@@ -531,11 +514,7 @@ async fn a_room_token_ends_at_its_exp_and_at_leave() {
     {
         let mut req = req;
         req["id"] = json!(10 + i);
-        assert_eq!(
-            code(request(&mut ann, req.clone()).await),
-            "forbidden",
-            "{req}"
-        );
+        assert_eq!(outcome(&mut ann, req.clone()).await, "forbidden", "{req}");
     }
     let again = request(
         &mut ann,
@@ -550,26 +529,24 @@ async fn a_room_token_ends_at_its_exp_and_at_leave() {
     // Leaving spends a room token: back in takes one again.
     let vault = hs256(SECRET, &json!({"sub":"ann","room":"vault","exp":now()+600}));
     let with_token = json!({"op":"join","room":"vault","token":vault,"id":30});
-    assert_eq!(code(request(&mut ann, with_token.clone()).await), "ok");
+    assert_eq!(outcome(&mut ann, with_token.clone()).await, "ok");
     assert_eq!(
-        code(request(&mut ann, json!({"op":"leave","room":"vault","id":31})).await),
+        outcome(&mut ann, json!({"op":"leave","room":"vault","id":31})).await,
         "ok"
     );
     assert_eq!(
-        code(request(&mut ann, json!({"op":"join","room":"vault","id":32})).await),
+        outcome(&mut ann, json!({"op":"join","room":"vault","id":32})).await,
         "forbidden"
     );
     assert_eq!(
-        code(
-            request(
-                &mut ann,
-                json!({"op":"publish","room":"vault","data":1,"id":33})
-            )
-            .await
-        ),
+        outcome(
+            &mut ann,
+            json!({"op":"publish","room":"vault","data":1,"id":33})
+        )
+        .await,
         "forbidden"
     );
-    assert_eq!(code(request(&mut ann, with_token).await), "ok");
+    assert_eq!(outcome(&mut ann, with_token).await, "ok");
 }
 
 /// A refresh whose `rooms` no longer cover a room the connection is in
@@ -616,28 +593,20 @@ async fn a_refresh_that_drops_a_room_leaves_it() {
         .collect();
     left.sort();
     assert_eq!(left, ["team:1", "team:2"], "{events:?}");
-    let code = |v: Value| {
-        v["code"]
-            .as_str()
-            .unwrap_or(v["op"].as_str().unwrap())
-            .to_string()
-    };
     assert_eq!(
-        code(request(&mut ann, json!({"op":"leave","room":"team:1","id":1})).await),
+        outcome(&mut ann, json!({"op":"leave","room":"team:1","id":1})).await,
         "not_member"
     );
     assert_eq!(
-        code(request(&mut ann, json!({"op":"leave","room":"dm:1","id":2})).await),
+        outcome(&mut ann, json!({"op":"leave","room":"dm:1","id":2})).await,
         "ok"
     );
     assert_eq!(
-        code(
-            request(
-                &mut ann,
-                json!({"op":"publish","room":"lobby","data":1,"id":3})
-            )
-            .await
-        ),
+        outcome(
+            &mut ann,
+            json!({"op":"publish","room":"lobby","data":1,"id":3})
+        )
+        .await,
         "ok"
     );
 }
