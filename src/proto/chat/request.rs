@@ -183,6 +183,15 @@ pub fn parse(text: &[u8], max_payload: usize) -> (Option<&str>, Result<Request<'
             let err = ApiError::new(Code::BadId, "id must be a string or a number");
             return (None, Err(err));
         }
+        // The id is echoed as it came: a lone surrogate escape in it would
+        // make the reply itself unreadable to strict parsers.
+        if super::json::relay_problem(id).is_some() {
+            let err = ApiError::new(
+                Code::BadId,
+                "id has a \\u escape of a lone UTF-16 surrogate",
+            );
+            return (None, Err(err));
+        }
     }
     (id, request(f, max_payload))
 }
