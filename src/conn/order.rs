@@ -16,6 +16,12 @@ use bytes::Bytes;
 /// CPU under overload).
 pub type Frame = Rc<Bytes>;
 
+/// The ticket of a reply that reserved no place: it is answered before
+/// anything else is queued to the connection (a PUBLISH whose room is
+/// homed on the connection's shard), so queueing it as it comes keeps the
+/// order. [`crate::conn::Conn::ticket`] never gives it out.
+pub const UNRESERVED: u32 = 0;
+
 /// One place in the reply order.
 #[derive(Debug)]
 struct Place {

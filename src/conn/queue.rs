@@ -9,6 +9,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use super::order::Frame;
+use super::order::UNRESERVED;
 use super::sendring::{Outgoing, IOV_BATCH, SEND_FLAGS};
 use super::Conn;
 
@@ -64,9 +65,12 @@ impl Conn {
         Queued::Yes
     }
 
-    /// The next ticket number.
+    /// The next ticket number (never [`UNRESERVED`]).
     pub fn ticket(&self) -> u32 {
-        let t = self.tickets.get().wrapping_add(1);
+        let mut t = self.tickets.get().wrapping_add(1);
+        if t == UNRESERVED {
+            t = 1;
+        }
         self.tickets.set(t);
         t
     }
@@ -83,7 +87,7 @@ impl Conn {
 
     /// Puts the reply for `ticket` in its place and moves every reply that
     /// is now due into the outbound queue. Returns true if any moved.
-    pub fn fulfil(&self, ticket: u32, frame: Bytes) -> bool {
+    pub fn fulfil(&self, ticket: u32, frame: Frame) -> bool {
         if self.is_closing() {
             return false;
         }
@@ -91,7 +95,7 @@ impl Conn {
             return false;
         };
         let len = frame.len();
-        let filled = owed.fill(ticket, Rc::new(frame));
+        let filled = owed.fill(ticket, frame);
         let moved = filled && owed.release(&mut self.out.borrow_mut());
         if filled {
             self.queued.set(self.queued.get() + len);

@@ -4,7 +4,7 @@
 
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use crate::conn::order::Frame;
 use crate::conn::{Conn, Kind};
@@ -110,7 +110,7 @@ impl Shard {
             |count, p| {
                 let mut out = BytesMut::with_capacity(64 + room.len());
                 resp::subscription(&mut out, "subscribe", Some(room.as_bytes()), count, p);
-                out.freeze()
+                Rc::new(out.freeze())
             },
         );
         if is_new {
@@ -151,7 +151,7 @@ impl Shard {
             conn,
             reply,
             |id| chat::ok(id, room, Some((seq, epoch)), true),
-            |_, _| resp::integer_frame(i64::from(receivers)),
+            |_, _| self.integer_reply(receivers),
         );
     }
 
@@ -193,7 +193,7 @@ impl Shard {
         conn: &Rc<Conn>,
         reply: ReplyRef<'_>,
         ws: impl FnOnce(Option<&str>) -> Vec<u8>,
-        resp: impl FnOnce(i64, crate::proto::resp::Proto) -> Bytes,
+        resp: impl FnOnce(i64, crate::proto::resp::Proto) -> Frame,
     ) {
         match reply {
             ReplyRef::Ws(id) => {
@@ -220,7 +220,7 @@ impl Shard {
                 } else {
                     "ERR"
                 };
-                resp::error_frame(&format!("{prefix} {}", err.message))
+                Rc::new(resp::error_frame(&format!("{prefix} {}", err.message)))
             },
         );
     }

@@ -65,6 +65,7 @@ use bytes::Bytes;
 use crate::access::Authority;
 use crate::cluster::Node;
 use crate::config::Config;
+use crate::conn::order::Frame;
 use crate::conn::sendring::SendRing;
 use crate::conn::Conn;
 use admission::{Admission, Refusal, Source};
@@ -98,6 +99,9 @@ pub struct Shard {
     /// Connections with frames queued this turn.
     dirty: RefCell<Vec<Rc<Conn>>>,
     flush_waker: RefCell<Option<Waker>>,
+    /// `:0\r\n` to `:63\r\n`, the receiver counts PUBLISH is answered
+    /// with, framed once: a reply is an `Rc` count, not an allocation.
+    integers: Box<[Frame]>,
     /// The flusher's buffers (taken while it runs).
     flush_scratch: Cell<output::FlushScratch>,
     /// Batched sends, when the shard has io_uring.
@@ -206,6 +210,9 @@ impl Shard {
             local: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
+            integers: (0..64)
+                .map(|n| Rc::new(crate::proto::resp::encode::integer_frame(n)))
+                .collect(),
             flush_scratch: Cell::new(output::FlushScratch::default()),
             send_ring: RefCell::new(None),
             stopping: Cell::new(false),

@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use bytes::Bytes;
 
-use crate::conn::order::Frame;
+use crate::conn::order::{Frame, UNRESERVED};
 use crate::conn::queue::{Flushed, Queued, Sent};
 use crate::conn::sendring::Outcome;
 use crate::conn::{Conn, Kind};
@@ -59,6 +59,14 @@ impl Shard {
         self.send_shared(conn, Rc::new(frame));
     }
 
+    /// `:n\r\n`, shared when `n` is small.
+    pub fn integer_reply(&self, n: u32) -> Frame {
+        match self.integers.get(n as usize) {
+            Some(frame) => frame.clone(),
+            None => Rc::new(crate::proto::resp::encode::integer_frame(i64::from(n))),
+        }
+    }
+
     /// Queues a frame other connections may share.
     pub(super) fn send_shared(&self, conn: &Rc<Conn>, frame: Frame) {
         match conn.push(frame) {
@@ -79,9 +87,12 @@ impl Shard {
         self.reply_json(conn, &chat::error(id, err.code.as_str(), &err.message));
     }
 
-    /// Puts a reply in the place `ticket` reserved (see [`Conn::defer`]).
-    pub fn fulfil(&self, conn: &Rc<Conn>, ticket: u32, frame: Bytes) {
-        if conn.fulfil(ticket, frame) {
+    /// Puts a reply in the place `ticket` reserved (see [`Conn::defer`]),
+    /// or queues it if it reserved none ([`UNRESERVED`]).
+    pub fn fulfil(&self, conn: &Rc<Conn>, ticket: u32, frame: Frame) {
+        if ticket == UNRESERVED {
+            self.send_shared(conn, frame);
+        } else if conn.fulfil(ticket, frame) {
             self.mark_dirty(conn);
         }
     }

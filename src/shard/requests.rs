@@ -135,6 +135,13 @@ impl Shard {
         conn.rooms.borrow().iter().any(|(r, _)| &**r == room)
     }
 
+    /// True when a publish to `room` is sequenced and answered before
+    /// [`Self::publish`] returns (its home is this shard, and no cluster
+    /// is asked): its RESP reply need not reserve a place in the order.
+    pub fn answers_publish_at_once(&self, room: &str) -> bool {
+        !self.clustered() && home_of(room.as_bytes(), self.count) == self.id
+    }
+
     /// Sends a message to its room's home for sequencing.
     pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, reply: ReplyTo) {
         self.stats.messages_in.inc();

@@ -57,7 +57,7 @@ pub enum ReplyTo {
     Ws(Option<String>),
     /// A RESP reply slot reserved in the connection's reply order.
     Resp {
-        /// The slot's ticket.
+        /// The slot's ticket, or [`crate::conn::order::UNRESERVED`].
         ticket: u32,
         /// The subscription count a SUBSCRIBE confirmation reports.
         count: u32,
