@@ -68,7 +68,7 @@ impl Shard {
         &self,
         room: &str,
         conn: u64,
-        user: &str,
+        user: &Rc<str>,
         data: &[u8],
         raw: bool,
         reply: ReplyTo,

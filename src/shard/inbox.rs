@@ -59,7 +59,15 @@ impl Shard {
                 data,
                 raw,
                 reply,
-            } => self.home_publish(room, conn.to_native(), user, data, *raw, owned(reply), None),
+            } => self.home_publish(
+                room,
+                conn.to_native(),
+                &user.as_str().into(),
+                data,
+                *raw,
+                owned(reply),
+                None,
+            ),
             ArchivedWire::Typing {
                 room,
                 conn,

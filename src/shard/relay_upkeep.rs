@@ -271,7 +271,7 @@ impl Shard {
         let msg = {
             let mut homes = self.homes.borrow_mut();
             homes.adopt(room, epoch, seq - 1);
-            homes.publish(room, user, data, ts.to_native())
+            homes.publish(room, &user.as_str().into(), data, ts.to_native())
         };
         debug_assert_eq!(msg.seq, seq);
         self.deliver(room, &msg);

@@ -11,6 +11,7 @@ pub mod presence;
 pub mod retention;
 pub mod room;
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use crate::shard::stats::ShardStats;
 use crate::shard::wire::Entry;
 use presence::{Event, Offer};
 use retention::Retention;
-use room::{newest_within, HomeRoom, Joined};
+use room::{newest_within, HomeRoom, Joined, Json, Retained};
 
 /// Shards that have members of a room.
 pub type Targets = SmallVec<[usize; 8]>;
@@ -70,7 +71,8 @@ pub struct Sequenced {
     pub epoch: u64,
     /// Its seq.
     pub seq: u64,
-    /// As WebSocket clients see it.
+    /// As WebSocket clients see it (empty when the room had no members:
+    /// nobody to deliver it to, and its JSON is made when asked for).
     pub json: Bytes,
     /// As RESP subscribers see it.
     pub resp: Bytes,
@@ -156,15 +158,10 @@ impl Homes {
                 // Whatever fits the reply budget, newest kept: a backlog
                 // cut short is reported as not recovered.
                 let (recovered, it) = r.recover(since, epoch);
-                let (kept, cut) = newest_within(it, limits.reply_budget);
-                let backlog = kept
-                    .into_iter()
-                    .map(|e| Entry {
-                        seq: e.seq,
-                        json: e.json.to_vec(),
-                        resp: e.resp.to_vec(),
-                    })
-                    .collect();
+                let entries = it.map(|e| entry(room, e));
+                let (backlog, cut) = newest_within(entries, limits.reply_budget, |e| {
+                    e.json.len() + e.resp.len()
+                });
                 (recovered && !cut, backlog)
             }
             _ => (true, Vec::new()),
@@ -276,10 +273,17 @@ impl Homes {
 
     /// Gives a message the room's next seq, retains it, and keeps the
     /// shard's retained bytes within budget.
-    pub fn publish(&mut self, room: &str, user: &str, data: Data<'_>, ts: u64) -> Sequenced {
+    pub fn publish(&mut self, room: &str, user: &Rc<str>, data: Data<'_>, ts: u64) -> Sequenced {
         let r = self.room_mut(room, true);
         let before = r.retained_bytes();
+        let read_now = r.member_count() > 0;
         let entry = r.append(|seq| match data {
+            // Nobody to deliver it to: its JSON waits until someone asks.
+            Data::Raw(d) | Data::Json(d) if !read_now => {
+                let raw = matches!(data, Data::Raw(_));
+                let user = user.clone();
+                (Bytes::copy_from_slice(d), Json::Later { ts, user, raw })
+            }
             Data::Raw(d) => {
                 let json = Bytes::from(chat::message(room, seq, user, ts, Data::Raw(d)));
                 // Text that needed no escaping ends the JSON as it came
@@ -292,7 +296,7 @@ impl Homes {
                 } else {
                     Bytes::copy_from_slice(d)
                 };
-                (json, resp)
+                (resp, Json::Made(json))
             }
             Data::Json(d) => {
                 let json = Bytes::from(chat::message(room, seq, user, ts, Data::Json(d)));
@@ -300,7 +304,7 @@ impl Homes {
                 // RESP subscribers get that slice, not a copy.
                 let end = json.len() - 1;
                 let resp = json.slice(end - d.len()..end);
-                (json, resp)
+                (resp, Json::Made(json))
             }
         });
         let after = r.retained_bytes();
@@ -324,7 +328,10 @@ impl Homes {
         Sequenced {
             epoch,
             seq: entry.seq,
-            json: entry.json,
+            json: match entry.json {
+                Json::Made(json) => json,
+                Json::Later { .. } => Bytes::new(),
+            },
             resp: entry.resp,
             targets,
             receivers,
@@ -391,11 +398,7 @@ impl Homes {
         };
         let (_, it) = r.since(since);
         it.take_while(|e| e.seq <= upto)
-            .map(|e| Entry {
-                seq: e.seq,
-                json: e.json.to_vec(),
-                resp: e.resp.to_vec(),
-            })
+            .map(|e| entry(room, e))
             .collect()
     }
 
@@ -430,14 +433,17 @@ impl Homes {
         let mut more = false;
         let mut picked = Vec::new();
         for e in it.take(limit) {
-            if used + e.size() > self.limits.reply_budget {
+            let json = json_of(room, e);
+            let size = json.len() + e.resp.len();
+            if used + size > self.limits.reply_budget {
                 more = true;
                 break;
             }
-            used += e.size();
-            picked.push(&e.json[..]);
+            used += size;
+            picked.push(json);
         }
-        chat::history(id, room, Some(r.epoch()), picked.into_iter(), more)
+        let picked = picked.iter().map(|j| &j[..]);
+        chat::history(id, room, Some(r.epoch()), picked, more)
     }
 
     /// Bytes retained across the rooms.
@@ -453,6 +459,30 @@ fn new_epoch() -> u64 {
         if e != 0 {
             return e;
         }
+    }
+}
+
+/// A retained message's JSON, made now if it was not when published.
+fn json_of<'a>(room: &str, e: &'a Retained) -> Cow<'a, [u8]> {
+    match &e.json {
+        Json::Made(json) => Cow::Borrowed(json),
+        Json::Later { ts, user, raw } => {
+            let data = if *raw {
+                Data::Raw(&e.resp)
+            } else {
+                Data::Json(&e.resp)
+            };
+            Cow::Owned(chat::message(room, e.seq, user, *ts, data))
+        }
+    }
+}
+
+/// A retained message as a member shard gets it back.
+fn entry(room: &str, e: &Retained) -> Entry {
+    Entry {
+        seq: e.seq,
+        json: json_of(room, e).into_owned(),
+        resp: e.resp.to_vec(),
     }
 }
 
@@ -475,14 +505,14 @@ mod tests {
     fn without_history_a_room_nobody_is_in_is_gone_after_each_message() {
         let mut h = homes(0, usize::MAX);
         for i in 0..1000 {
-            let msg = h.publish(&format!("r{i}"), "u", Data::Json(b"1"), 0);
+            let msg = h.publish(&format!("r{i}"), &"u".into(), Data::Json(b"1"), 0);
             assert_eq!(msg.seq, 1);
         }
         assert_eq!((h.len(), h.retained()), (0, 0));
         // A room with a member stays, and keeps its sequence.
         h.join("kept", 1, 0, ("m", None), (None, None));
-        h.publish("kept", "u", Data::Json(b"1"), 0);
-        assert_eq!(h.publish("kept", "u", Data::Json(b"1"), 0).seq, 2);
+        h.publish("kept", &"u".into(), Data::Json(b"1"), 0);
+        assert_eq!(h.publish("kept", &"u".into(), Data::Json(b"1"), 0).seq, 2);
         assert_eq!(h.len(), 1);
         h.leave("kept", 1, 0);
         assert_eq!((h.len(), h.retained()), (0, 0));
@@ -493,12 +523,12 @@ mod tests {
         let budget = 100_000;
         let mut h = homes(16, budget);
         for i in 0..10_000 {
-            h.publish(&format!("spam-{i}"), "u", Data::Json(b"1"), 0);
+            h.publish(&format!("spam-{i}"), &"u".into(), Data::Json(b"1"), 0);
         }
         // A room of one short message: its footprint, the message, its
         // buffer header and the ring's first slots.
         let mut one = homes(16, usize::MAX);
-        one.publish("spam-9999", "u", Data::Json(b"1"), 0);
+        one.publish("spam-9999", &"u".into(), Data::Json(b"1"), 0);
         let per_room = one.retained();
         assert!(per_room > retention::footprint("spam-9999") + 100);
         assert!(h.retained() <= budget + per_room, "{}", h.retained());
@@ -506,11 +536,44 @@ mod tests {
         assert!(h.len() >= budget / per_room - 1, "{} rooms", h.len());
     }
 
+    /// A message published while nobody was in the room keeps no JSON;
+    /// what a recovery or `history` gets back is made then, byte for byte
+    /// what a member would have been delivered.
+    #[test]
+    fn a_message_nobody_read_comes_back_as_it_would_have_been_delivered() {
+        let (mut lazy, mut eager) = (homes(8, usize::MAX), homes(8, usize::MAX));
+        eager.join("r", 9, 0, ("m", None), (None, None));
+        let user: Rc<str> = "ann \"a\"".into();
+        let data = |i: usize| match i {
+            0 => Data::Json(br#"{"a":[1,"\u00e9"]}"#),
+            1 => Data::Raw(b"line\none"),
+            _ => Data::Raw(b"\xff\x00"),
+        };
+        let (mut delivered, mut epochs) = (Vec::new(), (0, 0));
+        for i in 0..3 {
+            let ts = 1_700_000_000_000 + i as u64;
+            let nobody = lazy.publish("r", &user, data(i), ts);
+            assert!(nobody.json.is_empty() && nobody.targets.is_empty());
+            let sent = eager.publish("r", &user, data(i), ts);
+            delivered.push(sent.json.to_vec());
+            epochs = (nobody.epoch, sent.epoch);
+        }
+        assert!(lazy.retained() < eager.retained(), "no JSON kept");
+        let back = lazy.join("r", 1, 0, ("x", None), (Some(0), None));
+        let json: Vec<_> = back.backlog.iter().map(|e| e.json.clone()).collect();
+        assert_eq!(json, delivered);
+        let history = |h: &Homes| String::from_utf8(h.history(None, "r", 0, 10)).unwrap();
+        assert_eq!(
+            history(&lazy),
+            history(&eager).replace(&format!("{:016x}", epochs.1), &format!("{:016x}", epochs.0))
+        );
+    }
+
     #[test]
     fn epochs_are_new_for_each_sequence() {
         let mut h = homes(0, usize::MAX);
-        let a = h.publish("r", "u", Data::Json(b"1"), 0).epoch;
-        let b = h.publish("r", "u", Data::Json(b"1"), 0).epoch;
+        let a = h.publish("r", &"u".into(), Data::Json(b"1"), 0).epoch;
+        let b = h.publish("r", &"u".into(), Data::Json(b"1"), 0).epoch;
         assert_ne!(a, b, "the room was dropped in between");
         assert_ne!(a, 0);
     }

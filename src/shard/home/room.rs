@@ -18,40 +18,57 @@ use super::presence::Gate;
 pub struct Retained {
     /// Sequence number.
     pub seq: u64,
-    /// As WebSocket clients see it.
-    pub json: Bytes,
-    /// As RESP subscribers see it.
+    /// As RESP subscribers see it: the data as it was published.
     pub resp: Bytes,
+    /// As WebSocket clients see it.
+    pub json: Json,
+}
+
+/// A retained message's JSON, or what it is made from.
+#[derive(Clone, Debug)]
+pub enum Json {
+    /// Made when it was published, for the members the room had.
+    Made(Bytes),
+    /// Published while the room had no members: made only when asked for
+    /// (a recovery, `history`), not on every publish that nobody reads yet.
+    Later {
+        /// When it was sequenced (unix ms).
+        ts: u64,
+        /// Who sent it.
+        user: Rc<str>,
+        /// RESP bytes rather than JSON text.
+        raw: bool,
+    },
 }
 
 impl Retained {
-    /// Bytes this entry accounts for.
-    pub fn size(&self) -> usize {
-        self.json.len() + self.resp.len()
-    }
-
     /// What keeping it costs: its bytes, and the shared buffer header a
     /// `Bytes` slice holds on to.
     fn cost(&self) -> usize {
-        self.size() + 32
+        let json = match &self.json {
+            Json::Made(j) => j.len(),
+            Json::Later { .. } => 0,
+        };
+        self.resp.len() + json + 32
     }
 }
 
-/// The newest entries of `entries` (oldest first) whose sizes add up to at
-/// most `budget`, oldest first, and whether any had to be left out.
-pub fn newest_within<'a>(
-    entries: impl DoubleEndedIterator<Item = &'a Retained>,
+/// The newest of `entries` (oldest first) whose sizes add up to at most
+/// `budget`, oldest first, and whether any had to be left out.
+pub fn newest_within<T>(
+    entries: impl DoubleEndedIterator<Item = T>,
     budget: usize,
-) -> (Vec<&'a Retained>, bool) {
+    size: impl Fn(&T) -> usize,
+) -> (Vec<T>, bool) {
     let mut out = Vec::new();
     let mut used = 0;
     let mut cut = false;
     for e in entries.rev() {
-        if used + e.size() > budget {
+        if used + size(&e) > budget {
             cut = true;
             break;
         }
-        used += e.size();
+        used += size(&e);
         out.push(e);
     }
     out.reverse();
@@ -171,10 +188,11 @@ impl HomeRoom {
     }
 
     /// Gives the next sequence number to a message and retains it. `build`
-    /// gets the seq and returns the message's client-visible bytes.
-    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Bytes)) -> Retained {
+    /// gets the seq and returns the message as RESP subscribers and as
+    /// WebSocket clients see it.
+    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Json)) -> Retained {
         self.seq += 1;
-        let (json, resp) = build(self.seq);
+        let (resp, json) = build(self.seq);
         let entry = Retained {
             seq: self.seq,
             json,
@@ -311,10 +329,10 @@ impl HomeRoom {
 mod tests {
     use super::*;
 
-    fn msg(seq: u64) -> (Bytes, Bytes) {
+    fn msg(seq: u64) -> (Bytes, Json) {
         (
-            Bytes::from(format!("j{seq}")),
             Bytes::from(format!("r{seq}")),
+            Json::Made(Bytes::from(format!("j{seq}"))),
         )
     }
 
@@ -372,11 +390,11 @@ mod tests {
         let slots = room.history.capacity() * std::mem::size_of::<Retained>();
         assert_eq!(room.retained_bytes(), 3 * 4 + 3 * 32 + slots);
         let (_, it) = room.since(0);
-        let (kept, cut) = newest_within(it, 9);
+        let (kept, cut) = newest_within(it, 9, |e| e.cost() - 32);
         assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
         assert!(cut);
         let (_, it) = room.since(3);
-        let (kept, cut) = newest_within(it, 100);
+        let (kept, cut) = newest_within(it, 100, |e| e.cost() - 32);
         assert_eq!((kept.len(), cut), (2, false));
     }
 
