@@ -29,7 +29,11 @@ impl Shard {
             return self.relay_join(room, conn, user, since, reply, join);
         }
         let shard = shard_of(conn);
-        let answer = self.homes.borrow_mut().join(room, conn, shard, user, since);
+        let json = reply.reads_json();
+        let answer = self
+            .homes
+            .borrow_mut()
+            .join(room, conn, (shard, json), user, since);
         if let Some(event) = answer.presence {
             self.fan_out_event(room, event);
         }

@@ -29,7 +29,11 @@ impl Shard {
         for m in members {
             let frame = match m.kind {
                 Kind::Ws => ws_frame
-                    .get_or_insert_with(|| Rc::new(text_frame(json)))
+                    .get_or_insert_with(|| {
+                        // The home makes JSON whenever a member reads it.
+                        debug_assert!(!json.is_empty(), "no JSON for a WebSocket member");
+                        Rc::new(text_frame(json))
+                    })
                     .clone(),
                 Kind::Resp => {
                     let p = m.resp_proto();

@@ -252,10 +252,13 @@ impl Shard {
                 Vec::new(),
             );
         }
-        let answer = self
-            .homes
-            .borrow_mut()
-            .join(room, conn, shard, (user, info), (None, None));
+        let answer = self.homes.borrow_mut().join(
+            room,
+            conn,
+            (shard, reply.reads_json()),
+            (user, info),
+            (None, None),
+        );
         if answer.full {
             return self.join_ack(
                 room,

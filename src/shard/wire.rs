@@ -64,6 +64,13 @@ pub enum ReplyTo {
     },
 }
 
+impl ReplyTo {
+    /// True when the asking connection reads JSON (WebSocket).
+    pub fn reads_json(&self) -> bool {
+        matches!(self, ReplyTo::Ws(_))
+    }
+}
+
 /// Where an answer goes, borrowed from a [`ReplyTo`] or from its archived
 /// form: the member side answers both the same way.
 #[derive(Debug, Clone, Copy)]

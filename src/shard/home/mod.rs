@@ -71,8 +71,8 @@ pub struct Sequenced {
     pub epoch: u64,
     /// Its seq.
     pub seq: u64,
-    /// As WebSocket clients see it (empty when the room had no members:
-    /// nobody to deliver it to, and its JSON is made when asked for).
+    /// As WebSocket clients see it (empty when no member reads JSON: it is
+    /// made when a recovery or `history` asks for it).
     pub json: Bytes,
     /// As RESP subscribers see it.
     pub resp: Bytes,
@@ -145,14 +145,15 @@ impl Homes {
         &mut self,
         room: &str,
         conn: u64,
-        shard: usize,
+        (shard, json): (usize, bool),
         (user, info): (&str, Option<&str>),
         (since, epoch): (Option<u64>, Option<u64>),
     ) -> JoinAnswer {
         let limits = self.limits;
         let r = self.room_mut(room, false);
         let info: Option<Rc<str>> = info.map(Into::into);
-        let joined = r.join_with(conn, shard, (user.into(), info.clone()), limits.max_members);
+        let member = (user.into(), info.clone());
+        let joined = r.join_with(conn, shard, member, json, limits.max_members);
         let (recovered, backlog) = match (since, &joined) {
             (Some(since), Joined::New | Joined::Again) => {
                 // Whatever fits the reply budget, newest kept: a backlog
@@ -276,9 +277,9 @@ impl Homes {
     pub fn publish(&mut self, room: &str, user: &Rc<str>, data: Data<'_>, ts: u64) -> Sequenced {
         let r = self.room_mut(room, true);
         let before = r.retained_bytes();
-        let read_now = r.member_count() > 0;
+        let read_now = r.has_json_readers();
         let entry = r.append(|seq| match data {
-            // Nobody to deliver it to: its JSON waits until someone asks.
+            // No member reads JSON: it waits until someone asks.
             Data::Raw(d) | Data::Json(d) if !read_now => {
                 let raw = matches!(data, Data::Raw(_));
                 let user = user.clone();
@@ -510,7 +511,7 @@ mod tests {
         }
         assert_eq!((h.len(), h.retained()), (0, 0));
         // A room with a member stays, and keeps its sequence.
-        h.join("kept", 1, 0, ("m", None), (None, None));
+        h.join("kept", 1, (0, true), ("m", None), (None, None));
         h.publish("kept", &"u".into(), Data::Json(b"1"), 0);
         assert_eq!(h.publish("kept", &"u".into(), Data::Json(b"1"), 0).seq, 2);
         assert_eq!(h.len(), 1);
@@ -536,13 +537,15 @@ mod tests {
         assert!(h.len() >= budget / per_room - 1, "{} rooms", h.len());
     }
 
-    /// A message published while nobody was in the room keeps no JSON;
-    /// what a recovery or `history` gets back is made then, byte for byte
-    /// what a member would have been delivered.
+    /// A message published while no member reads JSON (here, only a RESP
+    /// subscriber) keeps no JSON; what a recovery or `history` gets back
+    /// is made then, byte for byte what a WebSocket member would have been
+    /// delivered. Once one is in, messages are made as they come.
     #[test]
-    fn a_message_nobody_read_comes_back_as_it_would_have_been_delivered() {
+    fn a_message_nobody_read_as_json_comes_back_as_it_would_have_been_delivered() {
         let (mut lazy, mut eager) = (homes(8, usize::MAX), homes(8, usize::MAX));
-        eager.join("r", 9, 0, ("m", None), (None, None));
+        lazy.join("r", 8, (0, false), ("sub", None), (None, None));
+        eager.join("r", 9, (0, true), ("m", None), (None, None));
         let user: Rc<str> = "ann \"a\"".into();
         let data = |i: usize| match i {
             0 => Data::Json(br#"{"a":[1,"\u00e9"]}"#),
@@ -553,13 +556,14 @@ mod tests {
         for i in 0..3 {
             let ts = 1_700_000_000_000 + i as u64;
             let nobody = lazy.publish("r", &user, data(i), ts);
-            assert!(nobody.json.is_empty() && nobody.targets.is_empty());
+            assert!(nobody.json.is_empty(), "made for nobody");
+            assert_eq!(nobody.targets.as_slice(), [0], "the subscriber's shard");
             let sent = eager.publish("r", &user, data(i), ts);
             delivered.push(sent.json.to_vec());
             epochs = (nobody.epoch, sent.epoch);
         }
         assert!(lazy.retained() < eager.retained(), "no JSON kept");
-        let back = lazy.join("r", 1, 0, ("x", None), (Some(0), None));
+        let back = lazy.join("r", 1, (0, true), ("x", None), (Some(0), None));
         let json: Vec<_> = back.backlog.iter().map(|e| e.json.clone()).collect();
         assert_eq!(json, delivered);
         let history = |h: &Homes| String::from_utf8(h.history(None, "r", 0, 10)).unwrap();
@@ -567,6 +571,10 @@ mod tests {
             history(&lazy),
             history(&eager).replace(&format!("{:016x}", epochs.1), &format!("{:016x}", epochs.0))
         );
+        let now = lazy.publish("r", &user, data(0), 0);
+        assert!(now.json.starts_with(br#"{"op":"message""#));
+        lazy.leave("r", 1, 0);
+        assert!(lazy.publish("r", &user, data(0), 0).json.is_empty());
     }
 
     #[test]

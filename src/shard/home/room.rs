@@ -29,8 +29,9 @@ pub struct Retained {
 pub enum Json {
     /// Made when it was published, for the members the room had.
     Made(Bytes),
-    /// Published while the room had no members: made only when asked for
-    /// (a recovery, `history`), not on every publish that nobody reads yet.
+    /// Published while no member read JSON (none, or only RESP
+    /// subscribers): made only when asked for (a recovery, `history`), not
+    /// on every publish that nobody reads as JSON yet.
     Later {
         /// When it was sequenced (unix ms).
         ts: u64,
@@ -91,8 +92,12 @@ pub struct HomeRoom {
     /// Bytes held by `history` (both forms of each message, counted apart
     /// even when one is a slice of the other: an upper bound).
     bytes: usize,
-    /// Member connection → user name.
-    members: AHashMap<u64, Rc<str>>,
+    /// Member connection → user name, and whether it reads JSON (a
+    /// WebSocket connection, not a RESP subscriber).
+    members: AHashMap<u64, (Rc<str>, bool)>,
+    /// Members that read JSON: while there are none, messages are not
+    /// made into JSON when published.
+    json_readers: u32,
     /// Distinct user names of the members, sorted, each with its number of
     /// member connections: `members` requests page through it.
     users: BTreeMap<Rc<str>, u32>,
@@ -128,6 +133,7 @@ impl HomeRoom {
             bytes: 0,
             capacity,
             members: AHashMap::new(),
+            json_readers: 0,
             users: BTreeMap::new(),
             info: AHashMap::new(),
             per_shard: SmallVec::from_elem(0, shards),
@@ -145,17 +151,20 @@ impl HomeRoom {
         self.epoch
     }
 
-    /// Adds a member connection; `max_members` of 0 means unlimited.
+    /// Adds a member connection that reads JSON; `max_members` of 0 means
+    /// unlimited.
     pub fn join(&mut self, conn: u64, shard: usize, user: Rc<str>, max_members: usize) -> Joined {
-        self.join_with(conn, shard, (user, None), max_members)
+        self.join_with(conn, shard, (user, None), true, max_members)
     }
 
-    /// [`join`](Self::join), with the user's `info` to show in `members`.
+    /// [`join`](Self::join), with the user's `info` to show in `members`,
+    /// and whether the member reads JSON.
     pub fn join_with(
         &mut self,
         conn: u64,
         shard: usize,
         (user, info): (Rc<str>, Option<Rc<str>>),
+        json: bool,
         max_members: usize,
     ) -> Joined {
         if self.members.contains_key(&conn) {
@@ -168,14 +177,16 @@ impl HomeRoom {
             self.info.insert(user.clone(), info);
         }
         *self.users.entry(user.clone()).or_insert(0) += 1;
-        self.members.insert(conn, user);
+        self.members.insert(conn, (user, json));
+        self.json_readers += u32::from(json);
         self.per_shard[shard] += 1;
         Joined::New
     }
 
     /// Removes a member; returns its user name if it was one.
     pub fn leave(&mut self, conn: u64, shard: usize) -> Option<Rc<str>> {
-        let user = self.members.remove(&conn)?;
+        let (user, json) = self.members.remove(&conn)?;
+        self.json_readers -= u32::from(json);
         self.per_shard[shard] -= 1;
         if let Some(n) = self.users.get_mut(&user) {
             *n -= 1;
@@ -265,9 +276,14 @@ impl HomeRoom {
         self.members.len()
     }
 
+    /// True when some member reads JSON.
+    pub fn has_json_readers(&self) -> bool {
+        self.json_readers > 0
+    }
+
     /// Member connections and their users.
     pub fn member_list(&self) -> impl Iterator<Item = (u64, &Rc<str>)> {
-        self.members.iter().map(|(&c, u)| (c, u))
+        self.members.iter().map(|(&c, (u, _))| (c, u))
     }
 
     /// Cluster mode: the sequence is `epoch`, delivered up to `seq`; what
