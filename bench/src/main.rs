@@ -189,6 +189,9 @@ struct CeilingArgs {
     /// Submission queue entries.
     #[arg(long, default_value_t = 4096)]
     entries: u32,
+    /// What it speaks.
+    #[arg(long, value_enum, default_value = "ws")]
+    protocol: ringcast_bench::ceiling::Protocol,
 }
 
 #[derive(Args)]
@@ -204,7 +207,7 @@ struct ReportArgs {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Run(a) => run(*a),
-        Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries),
+        Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries, a.protocol),
         Cmd::Report(a) => ringcast_bench::report::write(&a.inputs, &a.out_dir),
     }
 }

@@ -1,13 +1,17 @@
-//! The ceiling: the most this kernel can deliver for a fan-out scenario.
+//! The ceiling: the most this kernel can deliver for a scenario.
 //!
-//! A bare io_uring WebSocket server with no protocol logic beyond what the
-//! generator needs to run: it upgrades, answers a join with a pre-encoded
-//! `ok`, and turns each publish frame into one unmasked server frame, encoded
-//! once and copied into every member's corked output buffer. Each loop turn
-//! makes exactly one `io_uring_enter` (`submit_and_wait(1)`), which submits
-//! every receive and at most one send per connection, and reaps completions.
-//! There is no JSON parsing, no sequence numbers, no acks for publishes, no
-//! allocation per delivery: whatever ringcast costs above this is its own.
+//! A bare io_uring server with no protocol logic beyond what the load
+//! needs: WebSocket for the generator ([`ws`]), or RESP for redis-benchmark
+//! and redis-cli ([`resp`]). A message is encoded once and copied into every
+//! member's corked output buffer. Each loop turn makes exactly one
+//! `io_uring_enter` (`submit_and_wait(1)`), which submits every receive and
+//! at most one send per connection, and reaps completions. There is no JSON
+//! parsing, no sequence numbers, no history, no acks beyond what the
+//! protocol needs, no allocation per delivery: whatever ringcast costs
+//! above this is its own.
+
+mod resp;
+mod ws;
 
 use std::collections::HashMap;
 use std::net::SocketAddrV4;
@@ -16,7 +20,28 @@ use std::os::fd::RawFd;
 use anyhow::{bail, Result};
 use io_uring::{opcode, squeue, types, IoUring};
 
-use crate::wsframe::{self, op};
+pub use ws::accept_key;
+
+/// What the ceiling speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// WebSocket with the generator's chat frames.
+    Ws,
+    /// RESP: PUBLISH, SUBSCRIBE and PING.
+    Resp,
+}
+
+/// Handles received bytes; returns how many were used, or `None` to close.
+type Handler = fn(
+    usize,
+    &[u8],
+    &mut [Option<Conn>],
+    &mut Vec<Vec<usize>>,
+    &mut HashMap<Vec<u8>, u32>,
+    &mut Vec<usize>,
+    &mut Vec<u8>,
+    &mut u64,
+) -> Option<usize>;
 
 const ACCEPT: u64 = 0;
 const RECV: u64 = 1;
@@ -27,6 +52,7 @@ const OUT_CAP: usize = 8 << 20;
 
 struct Conn {
     fd: RawFd,
+    /// Past the WebSocket upgrade (always, for RESP).
     open: bool,
     rbuf: Box<[u8]>,
     /// Bytes of a partial request or frame kept between receives.
@@ -91,18 +117,12 @@ fn push(ring: &mut IoUring, e: squeue::Entry) {
     }
 }
 
-/// Computes `Sec-WebSocket-Accept` for `key`.
-pub fn accept_key(key: &[u8]) -> String {
-    use base64::Engine;
-    use sha1::{Digest, Sha1};
-    let mut h = Sha1::new();
-    h.update(key);
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
 /// Serves until killed.
-pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32) -> Result<()> {
+pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Protocol) -> Result<()> {
+    let handle: Handler = match proto {
+        Protocol::Ws => ws::handle,
+        Protocol::Resp => resp::handle,
+    };
     if !addr.ip().is_loopback() {
         bail!("the ceiling listens on loopback only");
     }
@@ -151,7 +171,8 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32) -> Result<()
                         };
                         let c = Conn {
                             fd,
-                            open: false,
+                            // RESP has no handshake.
+                            open: proto == Protocol::Resp,
                             rbuf: vec![0u8; RBUF].into_boxed_slice(),
                             pending: Vec::new(),
                             out: Vec::new(),
@@ -299,120 +320,3 @@ fn close(slot: usize, conns: &mut [Option<Conn>], rooms: &mut [Vec<usize>], free
     }
 }
 
-fn field<'a>(msg: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
-    let at = memchr::memmem::find(msg, key)? + key.len();
-    let end = memchr::memchr(b'"', &msg[at..])? + at;
-    Some(&msg[at..end])
-}
-
-/// Handles received bytes; returns how many were used, or `None` to close.
-#[allow(clippy::too_many_arguments)]
-fn handle(
-    slot: usize,
-    buf: &[u8],
-    conns: &mut [Option<Conn>],
-    rooms: &mut Vec<Vec<usize>>,
-    room_ids: &mut HashMap<Vec<u8>, u32>,
-    dirty: &mut Vec<usize>,
-    frame: &mut Vec<u8>,
-    dropped: &mut u64,
-) -> Option<usize> {
-    let mut at = 0;
-    if !conns[slot].as_ref()?.open {
-        let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
-            return (buf.len() < 8192).then_some(0);
-        };
-        let head = &buf[..end];
-        let key_at = memchr::memmem::find(&head.to_ascii_lowercase(), b"sec-websocket-key:")? + 18;
-        let key_end = memchr::memchr(b'\r', &head[key_at..]).map_or(head.len(), |e| e + key_at);
-        let key = head[key_at..key_end].trim_ascii();
-        let c = conns[slot].as_mut()?;
-        c.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-        c.out.extend_from_slice(accept_key(key).as_bytes());
-        c.out.extend_from_slice(b"\r\n\r\n");
-        c.open = true;
-        dirty.push(slot);
-        at = end + 4;
-    }
-    loop {
-        let rest = &buf[at..];
-        if rest.len() < 6 {
-            return Some(at);
-        }
-        let (len, hdr) = match rest[1] & 0x7f {
-            126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 8),
-            127 => return None,
-            n => (n as usize, 6),
-        };
-        if rest[1] & 0x80 == 0 || rest.len() < hdr + len {
-            return if rest[1] & 0x80 == 0 { None } else { Some(at) };
-        }
-        let mask = [rest[hdr - 4], rest[hdr - 3], rest[hdr - 2], rest[hdr - 1]];
-        let mut payload = rest[hdr..hdr + len].to_vec();
-        wsframe::apply_mask(&mut payload, mask);
-        let opcode = rest[0] & 0x0f;
-        at += hdr + len;
-        match opcode {
-            op::CLOSE => return None,
-            op::PING => {
-                let c = conns[slot].as_mut()?;
-                wsframe::server_header(&mut c.out, op::PONG, payload.len());
-                c.out.extend_from_slice(&payload);
-                dirty.push(slot);
-            }
-            op::TEXT | op::BINARY => {
-                let Some(name) = field(&payload, b"\"room\":\"") else {
-                    continue;
-                };
-                let next = room_ids.len() as u32;
-                let id = *room_ids.entry(name.to_vec()).or_insert(next);
-                if id as usize == rooms.len() {
-                    rooms.push(Vec::new());
-                }
-                if memchr::memmem::find(&payload, b"\"op\":\"join\"").is_some() {
-                    rooms[id as usize].push(slot);
-                    let c = conns[slot].as_mut()?;
-                    c.rooms.push(id);
-                    let mut ok = Vec::with_capacity(64);
-                    ok.extend_from_slice(b"{\"op\":\"ok\",\"id\":1,\"room\":\"");
-                    ok.extend_from_slice(name);
-                    ok.extend_from_slice(b"\",\"seq\":0}");
-                    wsframe::server_header(&mut c.out, op::TEXT, ok.len());
-                    c.out.extend_from_slice(&ok);
-                    dirty.push(slot);
-                } else {
-                    // Encode once, copy into every member's corked buffer.
-                    frame.clear();
-                    wsframe::server_header(frame, op::TEXT, payload.len());
-                    frame.extend_from_slice(&payload);
-                    for &m in &rooms[id as usize] {
-                        if let Some(mc) = conns[m].as_mut() {
-                            if mc.out.len() + frame.len() > OUT_CAP {
-                                *dropped += 1;
-                                continue;
-                            }
-                            if mc.out.is_empty() {
-                                dirty.push(m);
-                            }
-                            mc.out.extend_from_slice(frame);
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_key_matches_rfc_example() {
-        assert_eq!(
-            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
-}
