@@ -90,7 +90,7 @@ pub struct Shard {
     /// Frames to other shards.
     mesh: Rc<Mesh>,
     /// Open connections by id.
-    conns: RefCell<AHashMap<u64, Rc<Conn>>>,
+    conns: RefCell<AHashMap<u64, park::Held>>,
     next_conn: Cell<u64>,
     /// Local members of each room that has any on this shard.
     local: RefCell<AHashMap<Rc<str>, Vec<Rc<Conn>>>>,
@@ -128,7 +128,8 @@ pub struct Shard {
 /// (however the connection's task ends). Its task holds this instead of
 /// the bare shard: 8 bytes more per connection, not 24.
 pub struct Admitted {
-    shard: Rc<Shard>,
+    /// None once the place is handed to the shard (see [`Admitted::park`]).
+    shard: Option<Rc<Shard>>,
     source: Source,
 }
 
@@ -139,13 +140,32 @@ impl std::ops::Deref for Admitted {
     type Target = Rc<Shard>;
 
     fn deref(&self) -> &Rc<Shard> {
-        &self.shard
+        self.shard.as_ref().expect("an admitted connection's shard")
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        self.shard.admission.release(self.source);
+        if let Some(shard) = &self.shard {
+            shard.admission.release(self.source);
+        }
+    }
+}
+
+impl Admitted {
+    /// Hands the connection's place in the admission counts to its shard
+    /// (which holds it while the connection is parked, without a task).
+    fn park(mut self) -> Source {
+        self.shard = None;
+        self.source
+    }
+
+    /// Takes back a place [`Admitted::park`] handed to `shard`.
+    fn resume(shard: Rc<Shard>, source: Source) -> Self {
+        Self {
+            shard: Some(shard),
+            source,
+        }
     }
 }
 
@@ -160,10 +180,7 @@ impl Shard {
     ) -> Result<Admitted, Refusal> {
         let source = Source::from(peer);
         self.admission.admit(source, handshake)?;
-        Ok(Admitted {
-            shard: self.clone(),
-            source,
-        })
+        Ok(Admitted::resume(self.clone(), source))
     }
 
     /// Creates the state of shard `id` of `count`.
@@ -320,6 +337,6 @@ impl Shard {
     }
 
     fn conn(&self, id: u64) -> Option<Rc<Conn>> {
-        self.conns.borrow().get(&id).cloned()
+        self.conns.borrow().get(&id).map(|h| h.conn.clone())
     }
 }

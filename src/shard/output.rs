@@ -17,7 +17,7 @@ use crate::proto::chat::{self, ApiError};
 use crate::proto::ws::{self, text_frame};
 use crate::shard::wire;
 
-use super::Shard;
+use super::{park, Shard};
 
 impl Shard {
     /// A fresh connection id.
@@ -33,7 +33,8 @@ impl Shard {
             Kind::Resp => self.stats.conns_resp.inc(),
             Kind::Ws | Kind::Echo => self.stats.conns_ws.inc(),
         }
-        self.conns.borrow_mut().insert(conn.id, conn.clone());
+        let held = park::Held::new(conn.clone());
+        self.conns.borrow_mut().insert(conn.id, held);
     }
 
     /// Forgets a connection: leaves its rooms, shuts its socket.
@@ -41,7 +42,9 @@ impl Shard {
         conn.shut_down();
         self.leave_all(conn);
         self.shutdown_progress();
-        if self.conns.borrow_mut().remove(&conn.id).is_some() {
+        let held = self.conns.borrow_mut().remove(&conn.id);
+        if let Some(held) = held {
+            self.unpark_gone(held);
             match conn.kind {
                 Kind::Resp => self.stats.conns_resp.sub(1),
                 Kind::Ws | Kind::Echo => self.stats.conns_ws.sub(1),

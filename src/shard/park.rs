@@ -10,21 +10,29 @@
 //! this works the same on io_uring and on epoll. Writes to a parked
 //! connection need no task: the flusher writes them.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 
-use ahash::AHashMap;
-
 use crate::conn::Conn;
 
+use super::admission::Source;
 use super::{Admitted, Resume, Shard};
 
-struct Parked {
-    conn: Rc<Conn>,
-    admitted: Admitted,
-    resume: Resume,
+/// A connection as its shard holds it (in `conns`, by id) and, while it
+/// is parked, its place in the admission counts and what starts its task
+/// again: 24 bytes in the map an open connection is in anyway, where a
+/// second map of parked ones cost 75 bytes a connection with its slack.
+pub(super) struct Held {
+    pub(super) conn: Rc<Conn>,
+    parked: Option<(Source, Resume)>,
+}
+
+impl Held {
+    pub(super) fn new(conn: Rc<Conn>) -> Self {
+        Self { conn, parked: None }
+    }
 }
 
 /// One shard's parked connections.
@@ -33,7 +41,8 @@ pub(super) struct Parking {
     /// The epoll set as the runtime waits for it (a second descriptor of
     /// it: the runtime's socket type is how it waits for any descriptor).
     waiter: Rc<monoio::net::TcpStream>,
-    parked: RefCell<AHashMap<u64, Parked>>,
+    /// Connections parked now.
+    parked: Cell<usize>,
 }
 
 /// Events taken per `epoll_wait`.
@@ -60,13 +69,8 @@ impl Parking {
         Ok(Self {
             epoll,
             waiter,
-            parked: RefCell::new(AHashMap::new()),
+            parked: Cell::new(0),
         })
-    }
-
-    /// Connections parked now.
-    pub(super) fn len(&self) -> usize {
-        self.parked.borrow().len()
     }
 }
 
@@ -87,9 +91,13 @@ impl Shard {
         conn: Rc<Conn>,
         resume: Resume,
     ) -> Result<(), (Admitted, Rc<Conn>)> {
-        let shard = admitted.shard.clone();
+        let shard = Rc::clone(&admitted);
         let parking = shard.parking.borrow();
         let Some(p) = parking.as_ref() else {
+            return Err((admitted, conn));
+        };
+        let mut conns = shard.conns.borrow_mut();
+        let Some(held) = conns.get_mut(&conn.id) else {
             return Err((admitted, conn));
         };
         let mut ev = libc::epoll_event {
@@ -107,17 +115,40 @@ impl Shard {
         if r < 0 {
             return Err((admitted, conn));
         }
-        let id = conn.id;
-        p.parked.borrow_mut().insert(
-            id,
-            Parked {
-                conn,
-                admitted,
-                resume,
-            },
-        );
+        held.parked = Some((admitted.park(), resume));
+        p.parked.set(p.parked.get() + 1);
         shard.stats.parked.inc();
         Ok(())
+    }
+
+    /// Takes a connection out of parking, if it is parked: its place in
+    /// the admission counts, and what starts its task again.
+    fn take_parked(&self, held: &mut Held) -> Option<(Source, Resume)> {
+        let parked = held.parked.take()?;
+        if let Some(p) = self.parking.borrow().as_ref() {
+            p.parked.set(p.parked.get() - 1);
+        }
+        self.stats.parked.sub(1);
+        Some(parked)
+    }
+
+    /// [`Self::take_parked`], with the connection and its place as its
+    /// task takes them.
+    fn unpark(self: &Rc<Self>, held: &mut Held) -> Option<(Admitted, Resume, Rc<Conn>)> {
+        let (source, resume) = self.take_parked(held)?;
+        Some((
+            Admitted::resume(self.clone(), source),
+            resume,
+            held.conn.clone(),
+        ))
+    }
+
+    /// A connection forgotten while parked (it has no task to do it):
+    /// its place in the admission counts is given back.
+    pub(super) fn unpark_gone(&self, mut held: Held) {
+        if let Some((source, _)) = self.take_parked(&mut held) {
+            self.admission.release(source);
+        }
     }
 
     /// Sets up parking (on the shard's thread); without it connections
@@ -147,25 +178,25 @@ impl Shard {
                 return;
             }
             loop {
-                let (woken, full): (Vec<Parked>, bool) = {
+                let n = {
                     let parking = self.parking.borrow();
                     let Some(p) = parking.as_ref() else { return };
                     // SAFETY: `events` has room for EVENTS entries.
-                    let n =
-                        unsafe { libc::epoll_wait(p.epoll, events.as_mut_ptr(), EVENTS as i32, 0) };
-                    if n <= 0 {
-                        break;
-                    }
-                    let mut parked = p.parked.borrow_mut();
-                    let woken = events[..n as usize]
-                        .iter()
-                        .filter_map(|e| parked.remove(&{ e.u64 }))
-                        .collect();
-                    (woken, n as usize == EVENTS)
+                    unsafe { libc::epoll_wait(p.epoll, events.as_mut_ptr(), EVENTS as i32, 0) }
                 };
-                self.stats.parked.sub(woken.len() as u64);
-                for w in woken {
-                    (w.resume)(w.admitted, w.conn);
+                if n <= 0 {
+                    break;
+                }
+                let full = n as usize == EVENTS;
+                let woken: Vec<_> = {
+                    let mut conns = self.conns.borrow_mut();
+                    events[..n as usize]
+                        .iter()
+                        .filter_map(|e| self.unpark(conns.get_mut(&{ e.u64 })?))
+                        .collect()
+                };
+                for (admitted, resume, conn) in woken {
+                    resume(admitted, conn);
                 }
                 if !full {
                     break;
@@ -176,19 +207,21 @@ impl Shard {
 
     /// At shutdown: every parked connection's task is started again, to
     /// see the connection close.
-    pub(super) fn unpark_all(&self) {
-        let all: Vec<Parked> = match self.parking.borrow().as_ref() {
-            Some(p) => p.parked.borrow_mut().drain().map(|(_, v)| v).collect(),
-            None => return,
+    pub(super) fn unpark_all(self: &Rc<Self>) {
+        let all: Vec<_> = {
+            let mut conns = self.conns.borrow_mut();
+            conns
+                .values_mut()
+                .filter_map(|held| self.unpark(held))
+                .collect()
         };
-        self.stats.parked.sub(all.len() as u64);
-        for w in all {
-            (w.resume)(w.admitted, w.conn);
+        for (admitted, resume, conn) in all {
+            resume(admitted, conn);
         }
     }
 
     /// Connections parked on this shard.
     pub fn parked(&self) -> usize {
-        self.parking.borrow().as_ref().map_or(0, Parking::len)
+        self.parking.borrow().as_ref().map_or(0, |p| p.parked.get())
     }
 }

@@ -17,7 +17,12 @@ impl Shard {
     /// woken as each connection finishes, not by polling.
     pub async fn drain_for_shutdown(self: &Rc<Self>) {
         self.stopping.set(true);
-        let conns: Vec<Rc<Conn>> = self.conns.borrow().values().cloned().collect();
+        let conns: Vec<Rc<Conn>> = self
+            .conns
+            .borrow()
+            .values()
+            .map(|h| h.conn.clone())
+            .collect();
         for conn in &conns {
             let last = match conn.kind {
                 Kind::Resp => None,

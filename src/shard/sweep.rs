@@ -116,6 +116,7 @@ impl Shard {
                 self.conns
                     .borrow()
                     .values()
+                    .map(|h| &h.conn)
                     .filter(|c| !c.is_closing())
                     .filter_map(|c| Some((c.clone(), self.due(c, now, unix_s)?))),
             );

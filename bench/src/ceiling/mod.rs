@@ -319,4 +319,3 @@ fn close(slot: usize, conns: &mut [Option<Conn>], rooms: &mut [Vec<usize>], free
         free.push(slot);
     }
 }
-

@@ -129,7 +129,8 @@ pub(super) fn handle(
                 c.rooms.push(id as u32);
                 c.out.extend_from_slice(b"*3\r\n$9\r\nsubscribe\r\n");
                 bulk(&mut c.out, args[1]);
-                c.out.extend_from_slice(format!(":{}\r\n", c.rooms.len()).as_bytes());
+                c.out
+                    .extend_from_slice(format!(":{}\r\n", c.rooms.len()).as_bytes());
             }
             (b"PING", 1) => conns[slot].as_mut()?.out.extend_from_slice(b"+PONG\r\n"),
             _ => conns[slot]
