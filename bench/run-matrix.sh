@@ -152,13 +152,14 @@ for entry in "${SCEN[@]}"; do
 done
 done
 
-# resp-publish: redis-benchmark PUBLISH against one ringcast shard and
-# redis-server (bench/resp-publish.sh; server CPU per request, 3 rounds).
+# resp-publish: redis-benchmark PUBLISH against one ringcast shard,
+# redis-server and the RESP ceiling (bench/resp-publish.sh; server CPU per
+# request, 3 rounds).
 if ((!QUICK)) && [[ -z $SCENARIOS || " $SCENARIOS " == *" resp-publish "* ]]; then
   if command -v redis-benchmark >/dev/null && command -v redis-server >/dev/null; then
-    echo "--- resp-publish / ringcast-resp:1 vs redis"
+    echo "--- resp-publish / ringcast-resp:1 vs redis and the ceiling"
     if ! BIN=$RINGCAST_BIN N=1000000 MD=$RUNS/resp-publish.md \
-      bash "$BENCH_DIR/resp-publish.sh" 3 ringcast redis >"$RUNS/resp-publish.txt" 2>&1; then
+      bash "$BENCH_DIR/resp-publish.sh" 3 ringcast redis ceiling >"$RUNS/resp-publish.txt" 2>&1; then
       echo "run resp-publish failed (see $RUNS/resp-publish.txt)" >&2
       failed=$((failed + 1))
     fi
