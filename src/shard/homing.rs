@@ -81,6 +81,7 @@ impl Shard {
         if self.clustered() {
             return self.relay_publish(room, conn, (user, data, raw), reply);
         }
+        let payload = data;
         let data = if raw {
             Data::Raw(data)
         } else {
@@ -90,7 +91,7 @@ impl Shard {
             .homes
             .borrow_mut()
             .publish(room, user, data, unix_ms_coarse());
-        self.deliver(room, &msg);
+        self.deliver(room, &msg, payload);
         let to = shard_of(conn);
         if let Some(c) = publisher {
             let at = (msg.epoch, msg.seq);
@@ -112,8 +113,9 @@ impl Shard {
     }
 
     /// Sends a sequenced message to the room's member shards: archived
-    /// once for the others, handed over as it is to this one.
-    pub(super) fn deliver(&self, room: &str, msg: &Sequenced) {
+    /// once for the others, handed over as it is to this one. `payload` is
+    /// the message's data as published, what RESP subscribers get.
+    pub(super) fn deliver(&self, room: &str, msg: &Sequenced, payload: &[u8]) {
         let mut here = false;
         let mut bytes = None;
         for &to in &msg.targets {
@@ -126,13 +128,13 @@ impl Shard {
                     room: room.into(),
                     seq: msg.seq,
                     json: msg.json.to_vec(),
-                    resp: msg.resp.to_vec(),
+                    resp: payload.to_vec(),
                 })
             });
             self.mesh.send(to, frame.clone());
         }
         if here {
-            self.member_deliver(room, &msg.json, &msg.resp);
+            self.member_deliver(room, &msg.json, payload);
         }
     }
 

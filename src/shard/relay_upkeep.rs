@@ -263,10 +263,11 @@ impl Shard {
             self.homes.borrow_mut().adopt(room, epoch, seq);
             return;
         };
+        let payload = &data[..];
         let data = if *raw {
-            Data::Raw(data)
+            Data::Raw(payload)
         } else {
-            Data::Json(data)
+            Data::Json(payload)
         };
         let msg = {
             let mut homes = self.homes.borrow_mut();
@@ -274,7 +275,7 @@ impl Shard {
             homes.publish(room, &user.as_str().into(), data, ts.to_native())
         };
         debug_assert_eq!(msg.seq, seq);
-        self.deliver(room, &msg);
+        self.deliver(room, &msg, payload);
     }
 
     /// Something on a subscriber link: a room's message or event, or a

@@ -74,8 +74,6 @@ pub struct Sequenced {
     /// As WebSocket clients see it (empty when no member reads JSON: it is
     /// made when a recovery or `history` asks for it).
     pub json: Bytes,
-    /// As RESP subscribers see it.
-    pub resp: Bytes,
     /// The member shards to deliver it to.
     pub targets: Targets,
     /// Member connections when it was sequenced.
@@ -278,7 +276,7 @@ impl Homes {
         let r = self.room_mut(room, true);
         let before = r.retained_bytes();
         let read_now = r.has_json_readers();
-        let entry = r.append(|seq| match data {
+        let (seq, json) = r.append(|seq| match data {
             // No member reads JSON: it waits until someone asks.
             Data::Raw(d) | Data::Json(d) if !read_now => {
                 let raw = matches!(data, Data::Raw(_));
@@ -328,12 +326,8 @@ impl Homes {
         );
         Sequenced {
             epoch,
-            seq: entry.seq,
-            json: match entry.json {
-                Json::Made(json) => json,
-                Json::Later { .. } => Bytes::new(),
-            },
-            resp: entry.resp,
+            seq,
+            json,
             targets,
             receivers,
         }

@@ -200,14 +200,14 @@ impl HomeRoom {
 
     /// Gives the next sequence number to a message and retains it. `build`
     /// gets the seq and returns the message as RESP subscribers and as
-    /// WebSocket clients see it.
-    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Json)) -> Retained {
+    /// WebSocket clients see it. Returns the seq and the JSON, if it was
+    /// made (the payload, the caller has already).
+    pub fn append(&mut self, build: impl FnOnce(u64) -> (Bytes, Json)) -> (u64, Bytes) {
         self.seq += 1;
         let (resp, json) = build(self.seq);
-        let entry = Retained {
-            seq: self.seq,
-            json,
-            resp,
+        let made = match &json {
+            Json::Made(json) => json.clone(),
+            Json::Later { .. } => Bytes::new(),
         };
         if self.capacity > 0 {
             if self.history.len() == self.capacity {
@@ -215,10 +215,15 @@ impl HomeRoom {
                     self.bytes -= old.cost();
                 }
             }
+            let entry = Retained {
+                seq: self.seq,
+                json,
+                resp,
+            };
             self.bytes += entry.cost();
-            self.history.push_back(entry.clone());
+            self.history.push_back(entry);
         }
-        entry
+        (self.seq, made)
     }
 
     /// Bytes of retained messages.
@@ -356,7 +361,7 @@ mod tests {
     fn seqs_are_gap_free_and_history_is_bounded() {
         let mut room = HomeRoom::new(2, 3, 7);
         for want in 1..=5 {
-            assert_eq!(room.append(msg).seq, want);
+            assert_eq!(room.append(msg).0, want);
         }
         let (recovered, it) = room.since(0);
         assert!(!recovered, "1 and 2 were dropped");
