@@ -23,7 +23,9 @@ shift || true
 SIDES=("$@")
 [ ${#SIDES[@]} -eq 0 ] && SIDES=(ringcast redis ceiling)
 N=${N:-2000000}
-PORT=${PORT:-16390}
+# Below the ephemeral range sysctl/ sets (10000-65535): a port the load of
+# an earlier scenario left in TIME_WAIT as a client's cannot be bound.
+PORT=${PORT:-6390}
 BIN=${BIN:-target/release/ringcast}
 BENCH_BIN=${BENCH_BIN:-target/release/ringcast-bench}
 [ -x "$BIN" ] && [ -x "$BENCH_BIN" ] || cargo build --release --quiet --workspace
