@@ -15,9 +15,13 @@ const MAX_REQUEST: usize = 1 << 20;
 /// (and counted): Redis's pubsub `client-output-buffer-limit`, 32 MB.
 const SUBSCRIBER_CAP: usize = 32 << 20;
 
-/// One complete command at the start of `buf`: up to three arguments and
-/// the bytes it took. `Some(None)`: incomplete; `None`: not RESP.
-fn command(buf: &[u8]) -> Option<Option<([&[u8]; 3], usize, usize)>> {
+/// A command's first three arguments, how many it has, and the bytes it
+/// took.
+type Command<'a> = ([&'a [u8]; 3], usize, usize);
+
+/// One complete command at the start of `buf`. `Some(None)`: incomplete;
+/// `None`: not RESP.
+fn command(buf: &[u8]) -> Option<Option<Command<'_>>> {
     fn line(buf: &[u8], at: usize) -> Option<Option<(usize, usize)>> {
         let Some(end) = memchr::memchr(b'\r', &buf[at.min(buf.len())..]) else {
             return Some(None);
@@ -49,8 +53,8 @@ fn command(buf: &[u8]) -> Option<Option<([&[u8]; 3], usize, usize)>> {
         if start + len + 2 > buf.len() {
             return Some(None);
         }
-        if i < 3 {
-            args[i] = &buf[start..start + len];
+        if let Some(arg) = args.get_mut(i) {
+            *arg = &buf[start..start + len];
         }
         at = start + len + 2;
     }
