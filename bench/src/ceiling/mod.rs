@@ -31,17 +31,75 @@ pub enum Protocol {
     Resp,
 }
 
-/// Handles received bytes; returns how many were used, or `None` to close.
-type Handler = fn(
-    usize,
-    &[u8],
-    &mut [Option<Conn>],
-    &mut Vec<Vec<usize>>,
-    &mut HashMap<Vec<u8>, u32>,
-    &mut Vec<usize>,
-    &mut Vec<u8>,
-    &mut u64,
-) -> Option<usize>;
+/// Handles bytes received on a slot; returns how many were used, or `None`
+/// to close.
+type Handler = fn(&mut Hub, usize, &[u8]) -> Option<usize>;
+
+/// What the loop and the protocol handlers share.
+#[derive(Default)]
+struct Hub {
+    conns: Vec<Option<Conn>>,
+    /// Member slots of each room, by room id.
+    rooms: Vec<Vec<usize>>,
+    room_ids: HashMap<Vec<u8>, u32>,
+    /// Slots with output this turn (a slot may repeat).
+    dirty: Vec<usize>,
+    /// A message, encoded once per publish.
+    frame: Vec<u8>,
+    /// Deliveries dropped at a member's cap.
+    dropped: u64,
+}
+
+impl Hub {
+    /// The id of the room `name`, made on first use.
+    fn room(&mut self, name: &[u8]) -> usize {
+        let next = self.room_ids.len() as u32;
+        let id = *self.room_ids.entry(name.to_vec()).or_insert(next) as usize;
+        if id == self.rooms.len() {
+            self.rooms.push(Vec::new());
+        }
+        id
+    }
+
+    /// Makes `slot` a member of room `id`.
+    fn join(&mut self, slot: usize, id: usize) -> Option<&mut Conn> {
+        let c = self.conns[slot].as_mut()?;
+        self.rooms[id].push(slot);
+        c.rooms.push(id as u32);
+        Some(c)
+    }
+
+    /// Copies `frame` into the output of every member of room `id` whose
+    /// unsent bytes stay within `cap` (the others' copies are dropped and
+    /// counted); returns how many got it.
+    fn fan_out(&mut self, id: usize, cap: usize) -> usize {
+        let mut n = 0;
+        for &m in &self.rooms[id] {
+            if let Some(mc) = self.conns[m].as_mut() {
+                if mc.out.len() + self.frame.len() > cap {
+                    self.dropped += 1;
+                    continue;
+                }
+                if mc.out.is_empty() {
+                    self.dirty.push(m);
+                }
+                mc.out.extend_from_slice(&self.frame);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn close(&mut self, slot: usize, free: &mut Vec<usize>) {
+        if let Some(c) = self.conns[slot].take() {
+            for r in c.rooms {
+                self.rooms[r as usize].retain(|&s| s != slot);
+            }
+            crate::net::close(c.fd);
+            free.push(slot);
+        }
+    }
+}
 
 const ACCEPT: u64 = 0;
 const RECV: u64 = 1;
@@ -132,13 +190,11 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
     crate::procstat::raise_nofile();
     let lfd = listen(addr)?;
     let mut ring = IoUring::new(entries.max(256))?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut hub = Hub {
+        frame: Vec::with_capacity(4096),
+        ..Hub::default()
+    };
     let mut free: Vec<usize> = Vec::new();
-    let mut rooms: Vec<Vec<usize>> = Vec::new();
-    let mut room_ids: HashMap<Vec<u8>, u32> = HashMap::new();
-    let mut dirty: Vec<usize> = Vec::new();
-    let mut frame = Vec::with_capacity(4096);
-    let mut dropped: u64 = 0;
     push(
         &mut ring,
         opcode::Accept::new(types::Fd(lfd), std::ptr::null_mut(), std::ptr::null_mut())
@@ -184,15 +240,15 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                         };
                         let s = match free.pop() {
                             Some(s) => {
-                                conns[s] = Some(c);
+                                hub.conns[s] = Some(c);
                                 s
                             }
                             None => {
-                                conns.push(Some(c));
-                                conns.len() - 1
+                                hub.conns.push(Some(c));
+                                hub.conns.len() - 1
                             }
                         };
-                        let c = conns[s].as_mut().expect("new slot");
+                        let c = hub.conns[s].as_mut().expect("new slot");
                         push(
                             &mut ring,
                             opcode::Recv::new(types::Fd(fd), c.rbuf.as_mut_ptr(), RBUF as u32)
@@ -212,7 +268,7 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                     );
                 }
                 RECV => {
-                    let Some(c) = conns[slot].as_mut() else {
+                    let Some(c) = hub.conns[slot].as_mut() else {
                         continue;
                     };
                     if res <= 0 {
@@ -221,17 +277,8 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                         let n = res as usize;
                         let mut buf = std::mem::take(&mut c.pending);
                         buf.extend_from_slice(&c.rbuf[..n]);
-                        let used = handle(
-                            slot,
-                            &buf,
-                            &mut conns,
-                            &mut rooms,
-                            &mut room_ids,
-                            &mut dirty,
-                            &mut frame,
-                            &mut dropped,
-                        );
-                        let c = conns[slot].as_mut().expect("live slot");
+                        let used = handle(&mut hub, slot, &buf);
+                        let c = hub.conns[slot].as_mut().expect("live slot");
                         match used {
                             Some(u) => {
                                 buf.drain(..u);
@@ -240,7 +287,7 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                             None => c.closing = true,
                         }
                     }
-                    let c = conns[slot].as_mut().expect("live slot");
+                    let c = hub.conns[slot].as_mut().expect("live slot");
                     if !c.closing {
                         push(
                             &mut ring,
@@ -249,11 +296,11 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                                 .user_data(ud(RECV, slot)),
                         );
                     } else if !c.in_flight {
-                        close(slot, &mut conns, &mut rooms, &mut free);
+                        hub.close(slot, &mut free);
                     }
                 }
                 SEND => {
-                    let Some(c) = conns[slot].as_mut() else {
+                    let Some(c) = hub.conns[slot].as_mut() else {
                         continue;
                     };
                     c.in_flight = false;
@@ -279,19 +326,19 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
                         c.sending.clear();
                         c.sent = 0;
                         if !c.out.is_empty() {
-                            dirty.push(slot);
+                            hub.dirty.push(slot);
                         }
                     }
                     if c.closing && !c.in_flight {
-                        close(slot, &mut conns, &mut rooms, &mut free);
+                        hub.close(slot, &mut free);
                     }
                 }
                 _ => {}
             }
         }
         // End of the turn: one send per connection with corked output.
-        for slot in dirty.drain(..) {
-            let Some(c) = conns[slot].as_mut() else {
+        for slot in hub.dirty.drain(..) {
+            let Some(c) = hub.conns[slot].as_mut() else {
                 continue;
             };
             if c.in_flight || c.out.is_empty() || c.closing {
@@ -307,15 +354,5 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
             );
             c.in_flight = true;
         }
-    }
-}
-
-fn close(slot: usize, conns: &mut [Option<Conn>], rooms: &mut [Vec<usize>], free: &mut Vec<usize>) {
-    if let Some(c) = conns[slot].take() {
-        for r in c.rooms {
-            rooms[r as usize].retain(|&s| s != slot);
-        }
-        crate::net::close(c.fd);
-        free.push(slot);
     }
 }

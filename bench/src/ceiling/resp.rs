@@ -5,9 +5,7 @@
 //! sequence, no history, no reply ordering across threads: the kernel's
 //! cost of the same reads and writes, plus a parse.
 
-use std::collections::HashMap;
-
-use super::Conn;
+use super::Hub;
 
 /// Requests longer than this close the connection.
 const MAX_REQUEST: usize = 1 << 20;
@@ -70,74 +68,44 @@ fn bulk(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// Handles received bytes; returns how many were used, or `None` to close.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn handle(
-    slot: usize,
-    buf: &[u8],
-    conns: &mut [Option<Conn>],
-    rooms: &mut Vec<Vec<usize>>,
-    room_ids: &mut HashMap<Vec<u8>, u32>,
-    dirty: &mut Vec<usize>,
-    frame: &mut Vec<u8>,
-    dropped: &mut u64,
-) -> Option<usize> {
+pub(super) fn handle(hub: &mut Hub, slot: usize, buf: &[u8]) -> Option<usize> {
     let mut at = 0;
     loop {
         let Some((args, n, used)) = command(&buf[at..])? else {
             if at > 0 {
                 // Replies were corked: one send at the end of the turn.
-                dirty.push(slot);
+                hub.dirty.push(slot);
             }
             return (buf.len() - at <= MAX_REQUEST).then_some(at);
         };
         at += used;
         let name = args[0].to_ascii_uppercase();
-        let mut id_of = |name: &[u8]| {
-            let next = room_ids.len() as u32;
-            let id = *room_ids.entry(name.to_vec()).or_insert(next);
-            if id as usize == rooms.len() {
-                rooms.push(Vec::new());
-            }
-            id as usize
-        };
         match (&name[..], n) {
             (b"PUBLISH", 3) => {
-                let id = id_of(args[1]);
-                frame.clear();
-                frame.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n");
-                bulk(frame, args[1]);
-                bulk(frame, args[2]);
-                let mut receivers = 0;
-                for &m in &rooms[id] {
-                    if let Some(mc) = conns[m].as_mut() {
-                        if mc.out.len() + frame.len() > SUBSCRIBER_CAP {
-                            *dropped += 1;
-                            continue;
-                        }
-                        if mc.out.is_empty() {
-                            dirty.push(m);
-                        }
-                        mc.out.extend_from_slice(frame);
-                        receivers += 1;
-                    }
-                }
-                let c = conns[slot].as_mut()?;
+                let id = hub.room(args[1]);
+                hub.frame.clear();
+                hub.frame.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n");
+                bulk(&mut hub.frame, args[1]);
+                bulk(&mut hub.frame, args[2]);
+                let receivers = hub.fan_out(id, SUBSCRIBER_CAP);
+                let c = hub.conns[slot].as_mut()?;
                 c.out.push(b':');
                 c.out.extend_from_slice(receivers.to_string().as_bytes());
                 c.out.extend_from_slice(b"\r\n");
             }
             (b"SUBSCRIBE", 2) => {
-                let id = id_of(args[1]);
-                rooms[id].push(slot);
-                let c = conns[slot].as_mut()?;
-                c.rooms.push(id as u32);
+                let id = hub.room(args[1]);
+                let c = hub.join(slot, id)?;
                 c.out.extend_from_slice(b"*3\r\n$9\r\nsubscribe\r\n");
                 bulk(&mut c.out, args[1]);
                 c.out
                     .extend_from_slice(format!(":{}\r\n", c.rooms.len()).as_bytes());
             }
-            (b"PING", 1) => conns[slot].as_mut()?.out.extend_from_slice(b"+PONG\r\n"),
-            _ => conns[slot]
+            (b"PING", 1) => hub.conns[slot]
+                .as_mut()?
+                .out
+                .extend_from_slice(b"+PONG\r\n"),
+            _ => hub.conns[slot]
                 .as_mut()?
                 .out
                 .extend_from_slice(b"-ERR the ceiling knows PUBLISH, SUBSCRIBE and PING\r\n"),

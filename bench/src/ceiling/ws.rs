@@ -2,9 +2,7 @@
 //! pre-encoded `ok`, and turns each publish frame into one unmasked server
 //! frame, encoded once and copied into every member's corked output.
 
-use std::collections::HashMap;
-
-use super::{Conn, OUT_CAP};
+use super::{Hub, OUT_CAP};
 use crate::wsframe::{self, op};
 
 /// Computes `Sec-WebSocket-Accept` for `key`.
@@ -24,19 +22,9 @@ fn field<'a>(msg: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 }
 
 /// Handles received bytes; returns how many were used, or `None` to close.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn handle(
-    slot: usize,
-    buf: &[u8],
-    conns: &mut [Option<Conn>],
-    rooms: &mut Vec<Vec<usize>>,
-    room_ids: &mut HashMap<Vec<u8>, u32>,
-    dirty: &mut Vec<usize>,
-    frame: &mut Vec<u8>,
-    dropped: &mut u64,
-) -> Option<usize> {
+pub(super) fn handle(hub: &mut Hub, slot: usize, buf: &[u8]) -> Option<usize> {
     let mut at = 0;
-    if !conns[slot].as_ref()?.open {
+    if !hub.conns[slot].as_ref()?.open {
         let Some(end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
             return (buf.len() < 8192).then_some(0);
         };
@@ -44,12 +32,12 @@ pub(super) fn handle(
         let key_at = memchr::memmem::find(&head.to_ascii_lowercase(), b"sec-websocket-key:")? + 18;
         let key_end = memchr::memchr(b'\r', &head[key_at..]).map_or(head.len(), |e| e + key_at);
         let key = head[key_at..key_end].trim_ascii();
-        let c = conns[slot].as_mut()?;
+        let c = hub.conns[slot].as_mut()?;
         c.out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
         c.out.extend_from_slice(accept_key(key).as_bytes());
         c.out.extend_from_slice(b"\r\n\r\n");
         c.open = true;
-        dirty.push(slot);
+        hub.dirty.push(slot);
         at = end + 4;
     }
     loop {
@@ -73,48 +61,31 @@ pub(super) fn handle(
         match opcode {
             op::CLOSE => return None,
             op::PING => {
-                let c = conns[slot].as_mut()?;
+                let c = hub.conns[slot].as_mut()?;
                 wsframe::server_header(&mut c.out, op::PONG, payload.len());
                 c.out.extend_from_slice(&payload);
-                dirty.push(slot);
+                hub.dirty.push(slot);
             }
             op::TEXT | op::BINARY => {
                 let Some(name) = field(&payload, b"\"room\":\"") else {
                     continue;
                 };
-                let next = room_ids.len() as u32;
-                let id = *room_ids.entry(name.to_vec()).or_insert(next);
-                if id as usize == rooms.len() {
-                    rooms.push(Vec::new());
-                }
+                let id = hub.room(name);
                 if memchr::memmem::find(&payload, b"\"op\":\"join\"").is_some() {
-                    rooms[id as usize].push(slot);
-                    let c = conns[slot].as_mut()?;
-                    c.rooms.push(id);
+                    let c = hub.join(slot, id)?;
                     let mut ok = Vec::with_capacity(64);
                     ok.extend_from_slice(b"{\"op\":\"ok\",\"id\":1,\"room\":\"");
                     ok.extend_from_slice(name);
                     ok.extend_from_slice(b"\",\"seq\":0}");
                     wsframe::server_header(&mut c.out, op::TEXT, ok.len());
                     c.out.extend_from_slice(&ok);
-                    dirty.push(slot);
+                    hub.dirty.push(slot);
                 } else {
                     // Encode once, copy into every member's corked buffer.
-                    frame.clear();
-                    wsframe::server_header(frame, op::TEXT, payload.len());
-                    frame.extend_from_slice(&payload);
-                    for &m in &rooms[id as usize] {
-                        if let Some(mc) = conns[m].as_mut() {
-                            if mc.out.len() + frame.len() > OUT_CAP {
-                                *dropped += 1;
-                                continue;
-                            }
-                            if mc.out.is_empty() {
-                                dirty.push(m);
-                            }
-                            mc.out.extend_from_slice(frame);
-                        }
-                    }
+                    hub.frame.clear();
+                    wsframe::server_header(&mut hub.frame, op::TEXT, payload.len());
+                    hub.frame.extend_from_slice(&payload);
+                    hub.fan_out(id, OUT_CAP);
                 }
             }
             _ => {}
