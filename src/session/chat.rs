@@ -75,7 +75,7 @@ pub(super) fn on_request(shard: &Rc<Shard>, conn: &Rc<Conn>, text: &[u8]) {
                 return shard.reply_error(conn, id, &e);
             }
             let data = chat::minify(data);
-            shard.publish(conn, &room, data.as_bytes(), false, reply_to(id));
+            shard.publish(conn, &room, data.as_bytes(), reply_to(id));
         }
         Request::Typing { room, state } => {
             if !identity::within_rate(shard, conn, id, Limit::Publish) {

@@ -15,7 +15,6 @@ use monoio::net::TcpStream;
 use super::{read_loop, Parsed, Protocol};
 use crate::access::Access;
 use crate::conn::io::{answer_and_close, linger, prepare_socket};
-use crate::conn::order::UNRESERVED;
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
 use crate::proto::resp::{encode, publish_in_place, Command, Parser, Proto};
@@ -341,18 +340,7 @@ fn publish(shard: &Rc<Shard>, conn: &Rc<Conn>, channel: &[u8], payload: &[u8]) {
         );
         return error(shard, conn, ErrorKind::TooLarge, &text);
     }
-    let ticket = if shard.answers_publish_at_once(room) {
-        UNRESERVED
-    } else {
-        conn.defer()
-    };
-    shard.publish(
-        conn,
-        room,
-        payload,
-        true,
-        ReplyTo::Resp { ticket, count: 0 },
-    );
+    shard.publish_resp(conn, room, payload);
 }
 
 /// The commands about the connection itself: HELLO, CLIENT, SELECT,

@@ -10,7 +10,6 @@
 //! this works the same on io_uring and on epoll. Writes to a parked
 //! connection need no task: the flusher writes them.
 
-use std::cell::Cell;
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
@@ -41,8 +40,6 @@ pub(super) struct Parking {
     /// The epoll set as the runtime waits for it (a second descriptor of
     /// it: the runtime's socket type is how it waits for any descriptor).
     waiter: Rc<monoio::net::TcpStream>,
-    /// Connections parked now.
-    parked: Cell<usize>,
 }
 
 /// Events taken per `epoll_wait`.
@@ -66,11 +63,7 @@ impl Parking {
         // carries it into the runtime, which polls it for readability.
         let std = unsafe { std::net::TcpStream::from_raw_fd(dup) };
         let waiter = Rc::new(monoio::net::TcpStream::from_std(std)?);
-        Ok(Self {
-            epoll,
-            waiter,
-            parked: Cell::new(0),
-        })
+        Ok(Self { epoll, waiter })
     }
 }
 
@@ -116,7 +109,6 @@ impl Shard {
             return Err((admitted, conn));
         }
         held.parked = Some((admitted.park(), resume));
-        p.parked.set(p.parked.get() + 1);
         shard.stats.parked.inc();
         Ok(())
     }
@@ -125,9 +117,6 @@ impl Shard {
     /// the admission counts, and what starts its task again.
     fn take_parked(&self, held: &mut Held) -> Option<(Source, Resume)> {
         let parked = held.parked.take()?;
-        if let Some(p) = self.parking.borrow().as_ref() {
-            p.parked.set(p.parked.get() - 1);
-        }
         self.stats.parked.sub(1);
         Some(parked)
     }
@@ -218,10 +207,5 @@ impl Shard {
         for (admitted, resume, conn) in all {
             resume(admitted, conn);
         }
-    }
-
-    /// Connections parked on this shard.
-    pub fn parked(&self) -> usize {
-        self.parking.borrow().as_ref().map_or(0, |p| p.parked.get())
     }
 }

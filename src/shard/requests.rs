@@ -4,6 +4,7 @@
 
 use std::rc::Rc;
 
+use crate::conn::order::UNRESERVED;
 use crate::conn::Conn;
 use crate::proto::chat::{self, ApiError, Code};
 use crate::shard::stats::ErrorKind;
@@ -135,17 +136,37 @@ impl Shard {
         conn.rooms.borrow().iter().any(|(r, _)| &**r == room)
     }
 
-    /// True when a publish to `room` is sequenced and answered before
-    /// [`Self::publish`] returns (its home is this shard, and no cluster
-    /// is asked): its RESP reply need not reserve a place in the order.
-    pub fn answers_publish_at_once(&self, room: &str) -> bool {
-        !self.clustered() && home_of(room.as_bytes(), self.count) == self.id
+    /// Sends a WebSocket message (its `data`, compact JSON) to its room's
+    /// home for sequencing.
+    pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], reply: ReplyTo) {
+        let home = home_of(room.as_bytes(), self.count);
+        self.publish_to(home, conn, room, (data, false), reply);
     }
 
-    /// Sends a message to its room's home for sequencing.
-    pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], raw: bool, reply: ReplyTo) {
-        self.stats.messages_in.inc();
+    /// A RESP `PUBLISH`. Its reply reserves a place in the connection's
+    /// reply order only when another shard or the cluster decides it: homed
+    /// here, it is answered before anything else is queued.
+    pub fn publish_resp(&self, conn: &Rc<Conn>, room: &str, data: &[u8]) {
         let home = home_of(room.as_bytes(), self.count);
+        let ticket = if home == self.id && !self.clustered() {
+            UNRESERVED
+        } else {
+            conn.defer()
+        };
+        let reply = ReplyTo::Resp { ticket, count: 0 };
+        self.publish_to(home, conn, room, (data, true), reply);
+    }
+
+    /// Sends a message to `home`; `raw` for RESP bytes rather than JSON.
+    fn publish_to(
+        &self,
+        home: usize,
+        conn: &Rc<Conn>,
+        room: &str,
+        (data, raw): (&[u8], bool),
+        reply: ReplyTo,
+    ) {
+        self.stats.messages_in.inc();
         if home == self.id {
             // Homed here: no frame to archive and read back.
             return self.home_publish(room, conn.id, &conn.user(), data, raw, reply, Some(conn));
