@@ -486,6 +486,47 @@ async fn connections_that_never_answer_pings_are_closed() {
 }
 
 #[tokio::test]
+async fn connections_that_arrived_together_are_not_pinged_together() {
+    let _one = SERIAL.lock().await;
+    raise_nofile();
+    // 2 s interval: sweeps every 250 ms. Without spreading, connections
+    // opened in the same moment are all pinged in the same sweep.
+    let server = Server::start(&["--ping-interval-ms", "2000", "--ping-timeout-ms", "5000"]);
+    let r = measure("500 connections opened together", &server, || async {
+        let start = Instant::now();
+        let conns = connect_many(server.ws, 500).await;
+        let waits = conns.into_iter().map(|mut c| async move {
+            c.write_all(UPGRADE).await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            // The server's ping: FIN + opcode 9, no payload (the 101 and
+            // the welcome before it are text, with no 0x89 byte).
+            tokio::time::timeout(WAIT, async {
+                while !seen.windows(2).any(|w| w == [0x89, 0x00]) {
+                    let n = c.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "closed before a ping");
+                    seen.extend_from_slice(&buf[..n]);
+                }
+            })
+            .await
+            .expect("a ping within the wait");
+            (start.elapsed().as_millis() as u64, c)
+        });
+        let pinged = futures_util::future::join_all(waits).await;
+        let at: Vec<u64> = pinged.iter().map(|(ms, _)| *ms).collect();
+        let (first, last) = (*at.iter().min().unwrap(), *at.iter().max().unwrap());
+        // Each between half the interval and the interval (+ a sweep and the
+        // connect time), and spread over most of that half.
+        assert!(first >= 1000, "first ping after {first} ms");
+        assert!(last <= 2000 + 250 + 1000, "last ping after {last} ms");
+        assert!(last - first >= 500, "pings {first}..{last} ms: not spread");
+        format!("first pings from {first} to {last} ms after the connects")
+    })
+    .await;
+    r.print_and_check(64 * MIB);
+}
+
+#[tokio::test]
 async fn a_connection_flood_past_max_connections_is_refused() {
     let _one = SERIAL.lock().await;
     raise_nofile();

@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
 
+use crate::conn::io::yield_now;
 use crate::conn::Conn;
 
 use super::admission::Source;
@@ -190,6 +191,11 @@ impl Shard {
                 if !full {
                     break;
                 }
+                // Let the tasks just started, and everything else ready,
+                // run before the next batch: thousands of sockets readable
+                // at once (pongs to a sweep's pings) are then not all
+                // ahead of the shard's deliveries.
+                yield_now().await;
             }
         }
     }
