@@ -515,9 +515,10 @@ async fn connections_that_arrived_together_are_not_pinged_together() {
         let pinged = futures_util::future::join_all(waits).await;
         let at: Vec<u64> = pinged.iter().map(|(ms, _)| *ms).collect();
         let (first, last) = (*at.iter().min().unwrap(), *at.iter().max().unwrap());
-        // Each between half the interval and the interval (+ a sweep and the
-        // connect time), and spread over most of that half.
-        assert!(first >= 1000, "first ping after {first} ms");
+        // Each between half the interval and the interval, give or take a
+        // sweep (the shard's clock moves once a sweep) and the connect
+        // time, and spread over most of that half.
+        assert!(first >= 1000 - 500, "first ping after {first} ms");
         assert!(last <= 2000 + 500 + 1000, "last ping after {last} ms");
         assert!(last - first >= 500, "pings {first}..{last} ms: not spread");
         format!("first pings from {first} to {last} ms after the connects")
