@@ -140,7 +140,7 @@ impl Shard {
     /// home for sequencing.
     pub fn publish(&self, conn: &Rc<Conn>, room: &str, data: &[u8], reply: ReplyTo) {
         let home = home_of(room.as_bytes(), self.count);
-        self.publish_to(home, conn, room, (data, false), reply);
+        self.publish_to(home, conn, room, data, reply);
     }
 
     /// A RESP `PUBLISH`. Its reply reserves a place in the connection's
@@ -154,19 +154,14 @@ impl Shard {
             conn.defer()
         };
         let reply = ReplyTo::Resp { ticket, count: 0 };
-        self.publish_to(home, conn, room, (data, true), reply);
+        self.publish_to(home, conn, room, data, reply);
     }
 
-    /// Sends a message to `home`; `raw` for RESP bytes rather than JSON.
-    fn publish_to(
-        &self,
-        home: usize,
-        conn: &Rc<Conn>,
-        room: &str,
-        (data, raw): (&[u8], bool),
-        reply: ReplyTo,
-    ) {
+    /// Sends a message to `home`: JSON from a WebSocket client, the bytes
+    /// as published (`raw`) from a RESP one, as the reply says.
+    fn publish_to(&self, home: usize, conn: &Rc<Conn>, room: &str, data: &[u8], reply: ReplyTo) {
         self.stats.messages_in.inc();
+        let raw = !reply.reads_json();
         if home == self.id {
             // Homed here: no frame to archive and read back.
             return self.home_publish(room, conn.id, &conn.user(), data, raw, reply, Some(conn));

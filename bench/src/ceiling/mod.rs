@@ -90,6 +90,7 @@ impl Hub {
         n
     }
 
+    /// Closes `slot`: out of its rooms, its socket closed, the slot free.
     fn close(&mut self, slot: usize, free: &mut Vec<usize>) {
         if let Some(c) = self.conns[slot].take() {
             for r in c.rooms {
