@@ -637,3 +637,100 @@ async fn a_flooding_publisher_and_a_slow_member() {
     r.print_and_check(64 * MIB);
     drop(slow);
 }
+
+/// A RESP subscriber that reads slower than a pipelining publisher sends:
+/// its messages are written straight into its own queue while that queue
+/// is partly written, turn after turn. Every message arrives, once and in
+/// order, the subscriber is not closed, and the server holds about its
+/// backlog (the unit test `bytes_written_are_given_back_while_more_keep_coming`
+/// checks the queue's own bound exactly).
+#[tokio::test]
+async fn a_lagging_resp_subscriber_gets_every_message_in_order() {
+    let _one = SERIAL.lock().await;
+    let server = Server::start(&["--outbound-limit", "16777216"]);
+    const N: usize = 64 * 1024;
+    const PAYLOAD: usize = 1000;
+    // At most this many messages unread at a time: 8 MiB, more than the
+    // kernel's socket buffers hold and within the bound, so the
+    // subscriber lags without being closed.
+    const AHEAD: usize = 8192;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut sub = socket.connect(server.resp).await.unwrap();
+    sub.write_all(b"SUBSCRIBE lag\r\n").await.unwrap();
+    let confirm = b"*3\r\n$9\r\nsubscribe\r\n$3\r\nlag\r\n:1\r\n";
+    let mut got = vec![0u8; confirm.len()];
+    tokio::time::timeout(WAIT, sub.read_exact(&mut got))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, confirm);
+    let (read_tx, mut read_rx) = tokio::sync::watch::channel(0usize);
+    let r = measure(
+        "a lagging RESP subscriber, 64 MiB, 8 MiB behind",
+        &server,
+        || async {
+            let reading = tokio::spawn(async move {
+                let head = format!("*3\r\n$7\r\nmessage\r\n$3\r\nlag\r\n${PAYLOAD}\r\n");
+                let mut msg = vec![0u8; head.len() + PAYLOAD + 2];
+                for i in 0..N {
+                    tokio::time::timeout(WAIT, sub.read_exact(&mut msg))
+                        .await
+                        .expect("the subscriber stalled")
+                        .unwrap();
+                    assert!(msg.starts_with(head.as_bytes()), "message {i} is framed");
+                    let seq = &msg[head.len()..head.len() + 8];
+                    assert_eq!(seq, format!("{i:08}").as_bytes(), "message {i} in order");
+                    read_tx.send_replace(i + 1);
+                }
+            });
+            let publisher = TcpStream::connect(server.resp).await.unwrap();
+            let (mut rd, mut wr) = publisher.into_split();
+            let acks = tokio::spawn(async move {
+                let mut got = vec![0u8; 4 * N];
+                tokio::time::timeout(WAIT, rd.read_exact(&mut got))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(
+                    got.chunks(4).all(|r| r == b":1\r\n"),
+                    "each reached one subscriber"
+                );
+            });
+            for burst in (0..N).collect::<Vec<_>>().chunks(AHEAD / 2) {
+                // Wait until the subscriber is at most half the window behind.
+                let first = burst[0];
+                read_rx
+                    .wait_for(|&read| read + AHEAD / 2 >= first)
+                    .await
+                    .unwrap();
+                let mut batch = Vec::new();
+                for i in burst {
+                    let data = format!("{i:08}{}", "x".repeat(PAYLOAD - 8));
+                    batch.extend_from_slice(&resp_command(&[b"PUBLISH", b"lag", data.as_bytes()]));
+                }
+                wr.write_all(&batch).await.unwrap();
+            }
+            acks.await.unwrap();
+            reading.await.unwrap();
+            "65,536 x 1 KB to one subscriber 8 MiB behind: all in order, not closed".into()
+        },
+    )
+    .await;
+    let stats = server.stats().await;
+    assert_eq!(node(&stats, "slow_consumer_closes"), 0, "{stats}");
+    // The backlog (8 MiB, part of it in the kernel's buffers) and little
+    // more: one buffer doubling to hold it would cost up to 3 times that.
+    r.print_and_check(16 * MIB);
+}
+
+/// A RESP multibulk request.
+fn resp_command(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}

@@ -4,7 +4,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::rc::Rc;
 
 use bytes::Bytes;
 
@@ -16,6 +15,16 @@ use super::Conn;
 /// Queue slots a room member's empty queue keeps rather than freeing (16
 /// frames, 128 bytes): enough for a burst without reallocating every turn.
 const KEEP_QUEUE: usize = 16;
+
+/// What a connection's own frame starts with room for (it grows as bytes
+/// are added, and goes once written).
+const OWN_START: usize = 512;
+
+/// An own frame grows to this at most; past it bytes go to a new one. A
+/// lagging reader's backlog is then held in frames of this size rather
+/// than one buffer that doubles (up to twice the backlog, and a copy of
+/// all of it at each doubling).
+const OWN_MAX: usize = 64 * 1024;
 
 /// Outcome of trying to queue a frame.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +72,51 @@ impl Conn {
             _ => self.out.borrow_mut().push_back(frame),
         }
         Queued::Yes
+    }
+
+    /// Queues the `len` bytes `write` adds, written straight into the
+    /// connection's own frame at the end of the queue (a new one if the
+    /// queue does not end in one). Bytes behind replies still owed get a
+    /// frame of their own, which waits with the others.
+    pub fn append(&self, len: usize, write: impl FnOnce(&mut Vec<u8>)) -> Queued {
+        if self.closing.get() || self.closed.get() {
+            return Queued::Closed;
+        }
+        if self.owes() {
+            let mut bytes = Vec::with_capacity(len);
+            write(&mut bytes);
+            return self.push(Frame::own(bytes));
+        }
+        let queued = self.queued.get() + len;
+        if queued > self.limit as usize {
+            return Queued::OverLimit;
+        }
+        self.queued.set(queued);
+        let mut out = self.out.borrow_mut();
+        // Not onto a head frame that is partly written: the part gone would
+        // stay allocated for as long as bytes kept coming.
+        let open = out.len() > 1 || self.head_written() == 0;
+        match out.back_mut().filter(|_| open).and_then(Frame::own_mut) {
+            Some(own) if own.len() + len <= OWN_MAX => {
+                let before = own.len();
+                write(own);
+                debug_assert_eq!(own.len() - before, len, "append: wrong length");
+            }
+            _ => {
+                let mut bytes = Vec::with_capacity(len.max(OWN_START));
+                write(&mut bytes);
+                debug_assert_eq!(bytes.len(), len, "append: wrong length");
+                out.push_back(Frame::own(bytes));
+            }
+        }
+        Queued::Yes
+    }
+
+    /// True when the queue ends in the connection's own frame, which
+    /// [`Conn::append`] adds to without allocating.
+    pub fn has_own_tail(&self) -> bool {
+        let out = self.out.borrow();
+        (out.len() > 1 || self.head_written() == 0) && out.back().is_some_and(Frame::is_own)
     }
 
     /// The next ticket number (never [`UNRESERVED`]).
@@ -116,7 +170,7 @@ impl Conn {
         self.closing.set(true);
         if let Some(frame) = frame {
             self.queued.set(self.queued.get() + frame.len());
-            self.out.borrow_mut().push_back(Rc::new(frame));
+            self.out.borrow_mut().push_back(Frame::from(frame));
         }
     }
 
@@ -308,4 +362,79 @@ pub enum Sent {
     Retry,
     /// The socket failed.
     Failed,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::conn::Kind;
+
+    fn buffer_size(fd: RawFd, opt: libc::c_int, size: libc::c_int) {
+        // SAFETY: setsockopt reads an int from a live local.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "setsockopt");
+    }
+
+    /// A reader slower than the bytes coming: the connection's own frame
+    /// is partly written turn after turn. The part written must go as it
+    /// goes, so what the queue holds stays near what is left to send (not
+    /// everything ever sent through it).
+    #[test]
+    fn bytes_written_are_given_back_while_more_keep_coming() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (ours, _) = listener.accept().unwrap();
+            buffer_size(ours.as_raw_fd(), libc::SO_SNDBUF, 4096);
+            buffer_size(peer.as_raw_fd(), libc::SO_RCVBUF, 4096);
+            ours.set_nonblocking(true).unwrap();
+            peer.set_nonblocking(true).unwrap();
+            let stream = monoio::net::TcpStream::from_std(ours).unwrap();
+            let conn = Conn::new(1, stream, Kind::Resp, "u".into(), 1 << 20, 0);
+            const BACKLOG: usize = 64 * 1024;
+            let (mut sent, mut received, mut partial) = (0usize, 0usize, 0);
+            let mut buf = [0u8; 8192];
+            for round in 0..3000 {
+                while conn.queued() < BACKLOG {
+                    let q = conn.append(1000, |out| out.resize(out.len() + 1000, b'x'));
+                    assert_eq!(q, Queued::Yes);
+                    sent += 1000;
+                }
+                assert_ne!(conn.flush().0, Flushed::Failed);
+                partial += usize::from(conn.head_written() > 0);
+                match peer.read(&mut buf) {
+                    Ok(n) => received += n,
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                }
+                let held: usize = conn.out.borrow().iter().map(|f| f.len()).sum();
+                assert!(
+                    held <= 2 * BACKLOG + 1000,
+                    "round {round}: {held} bytes held for {} queued",
+                    conn.queued()
+                );
+            }
+            assert!(
+                received > 16 * BACKLOG,
+                "only {received} of {sent} bytes went"
+            );
+            assert!(
+                partial > 100,
+                "the head was partly written in {partial} rounds"
+            );
+        });
+    }
 }

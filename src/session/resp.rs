@@ -15,6 +15,7 @@ use monoio::net::TcpStream;
 use super::{read_loop, Parsed, Protocol};
 use crate::access::Access;
 use crate::conn::io::{answer_and_close, linger, prepare_socket};
+use crate::conn::order::Frame;
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::{valid_room_name, valid_user_name};
 use crate::proto::resp::{encode, publish_in_place, Command, Parser, Proto};
@@ -289,7 +290,7 @@ fn subscribe(shard: &Rc<Shard>, conn: &Rc<Conn>, channels: Vec<Bytes>) {
         let ticket = conn.defer();
         if let Err(e) = shard.join(conn, room, (None, None), ReplyTo::Resp { ticket, count }) {
             let text = format!("ERR {}", e.message);
-            shard.fulfil(conn, ticket, Rc::new(encode::error_frame(&text)));
+            shard.fulfil(conn, ticket, Frame::from(encode::error_frame(&text)));
         }
     }
 }

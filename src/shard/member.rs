@@ -32,13 +32,26 @@ impl Shard {
                     .get_or_insert_with(|| {
                         // The home makes JSON whenever a member reads it.
                         debug_assert!(!json.is_empty(), "no JSON for a WebSocket member");
-                        Rc::new(text_frame(json))
+                        Frame::from(text_frame(json))
                     })
                     .clone(),
                 Kind::Resp => {
                     let p = m.resp_proto();
+                    // The only member here, or one whose queue already ends
+                    // in its own frame (a pipelining subscriber's turn):
+                    // written straight in, no frame to make.
+                    if members.len() == 1 || m.has_own_tail() {
+                        n += 1;
+                        let len = resp::message_len(room.as_bytes(), payload);
+                        self.send_own(m, len, |out| {
+                            resp::message_into(out, room.as_bytes(), payload, p);
+                        });
+                        continue;
+                    }
                     resp_frames[p as usize]
-                        .get_or_insert_with(|| Rc::new(resp::message(room.as_bytes(), payload, p)))
+                        .get_or_insert_with(|| {
+                            Frame::from(resp::message(room.as_bytes(), payload, p))
+                        })
                         .clone()
                 }
                 Kind::Echo => continue,
@@ -60,7 +73,7 @@ impl Shard {
             .filter(|m| m.kind == Kind::Ws && m.id != exclude)
         {
             let f = frame
-                .get_or_insert_with(|| Rc::new(text_frame(json)))
+                .get_or_insert_with(|| Frame::from(text_frame(json)))
                 .clone();
             self.send_shared(m, f);
         }
@@ -114,7 +127,7 @@ impl Shard {
             |count, p| {
                 let mut out = BytesMut::with_capacity(64 + room.len());
                 resp::subscription(&mut out, "subscribe", Some(room.as_bytes()), count, p);
-                Rc::new(out.freeze())
+                Frame::from(out.freeze())
             },
         );
         if is_new {
@@ -224,7 +237,7 @@ impl Shard {
                 } else {
                     "ERR"
                 };
-                Rc::new(resp::error_frame(&format!("{prefix} {}", err.message)))
+                Frame::from(resp::error_frame(&format!("{prefix} {}", err.message)))
             },
         );
     }

@@ -228,7 +228,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
             integers: (0..64)
-                .map(|n| Rc::new(crate::proto::resp::encode::integer_frame(n)))
+                .map(|n| Frame::from(crate::proto::resp::encode::integer_frame(n)))
                 .collect(),
             flush_scratch: Cell::new(output::FlushScratch::default()),
             send_ring: RefCell::new(None),

@@ -19,6 +19,10 @@ use crate::shard::wire;
 
 use super::{park, Shard};
 
+/// Replies up to this size are copied into the connection's own frame
+/// rather than queued as a frame of their own.
+const SMALL_REPLY: usize = 64;
+
 impl Shard {
     /// A fresh connection id.
     pub fn next_conn_id(&self) -> u64 {
@@ -59,20 +63,31 @@ impl Shard {
 
     /// Queues a frame to a connection; closes it if it is a slow consumer.
     pub fn send(&self, conn: &Rc<Conn>, frame: Bytes) {
-        self.send_shared(conn, Rc::new(frame));
+        self.send_shared(conn, Frame::from(frame));
     }
 
     /// `:n\r\n`, shared when `n` is small.
     pub fn integer_reply(&self, n: u32) -> Frame {
         match self.integers.get(n as usize) {
             Some(frame) => frame.clone(),
-            None => Rc::new(crate::proto::resp::encode::integer_frame(i64::from(n))),
+            None => Frame::from(crate::proto::resp::encode::integer_frame(i64::from(n))),
         }
     }
 
     /// Queues a frame other connections may share.
     pub(super) fn send_shared(&self, conn: &Rc<Conn>, frame: Frame) {
-        match conn.push(frame) {
+        self.queued(conn, conn.push(frame));
+    }
+
+    /// Queues the `len` bytes `write` adds straight into the connection's
+    /// own frame (see [`Conn::append`]).
+    pub(super) fn send_own(&self, conn: &Rc<Conn>, len: usize, write: impl FnOnce(&mut Vec<u8>)) {
+        self.queued(conn, conn.append(len, write));
+    }
+
+    /// What follows queueing: a flush this turn, or closing a slow consumer.
+    fn queued(&self, conn: &Rc<Conn>, queued: Queued) {
+        match queued {
             Queued::Yes => self.mark_dirty(conn),
             Queued::Closed => {}
             Queued::OverLimit => self.slow_consumer(conn),
@@ -94,7 +109,14 @@ impl Shard {
     /// or queues it if it reserved none ([`UNRESERVED`]).
     pub fn fulfil(&self, conn: &Rc<Conn>, ticket: u32, frame: Frame) {
         if ticket == UNRESERVED {
-            self.send_shared(conn, frame);
+            // Answered in order as it comes, and the connection's alone: a
+            // small reply is copied into its own frame, so a pipelined
+            // batch of replies leaves as one buffer.
+            if frame.len() <= SMALL_REPLY {
+                self.send_own(conn, frame.len(), |out| out.extend_from_slice(&frame));
+            } else {
+                self.send_shared(conn, frame);
+            }
         } else if conn.fulfil(ticket, frame) {
             self.mark_dirty(conn);
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::access::expired;
 use crate::conn::io::yield_now;
+use crate::conn::order::Frame;
 use crate::conn::{Conn, Kind};
 use crate::proto::chat::close::{PING_TIMEOUT, TOKEN_EXPIRED, UNAUTHORIZED};
 use crate::proto::ws::{self, OpCode};
@@ -132,7 +133,7 @@ impl Shard {
     /// Runs the sweep until the shard stops.
     pub(super) async fn run_sweep(self: Rc<Self>) {
         let period = self.sweep_period();
-        let ping = Rc::new(ws::encode_frame(OpCode::Ping, b""));
+        let ping = Frame::from(ws::encode_frame(OpCode::Ping, b""));
         let mut due: Vec<(Rc<Conn>, Due)> = Vec::new();
         loop {
             monoio::time::sleep(period).await;

@@ -169,17 +169,35 @@ fn push_of(parts: &[&[u8]], proto: Proto) -> Bytes {
 /// The push delivered to channel subscribers: `[message, channel, payload]`.
 /// Built once per `PUBLISH` per protocol, shared by all subscribers.
 pub fn message(channel: &[u8], payload: &[u8], proto: Proto) -> Bytes {
-    let head: &[u8] = match proto {
+    let mut out = Vec::with_capacity(message_len(channel, payload));
+    message_into(&mut out, channel, payload, proto);
+    Bytes::from(out)
+}
+
+/// The encoded size of [`message`].
+pub fn message_len(channel: &[u8], payload: &[u8]) -> usize {
+    MESSAGE_HEAD + bulk_len(channel.len()) + bulk_len(payload.len())
+}
+
+/// Length of `*3\r\n$7\r\nmessage\r\n` (and its RESP3 form).
+const MESSAGE_HEAD: usize = 17;
+
+/// Appends [`message`] to `out`: where one subscriber alone gets it, it
+/// is written straight into that subscriber's queue.
+pub fn message_into(out: &mut Vec<u8>, channel: &[u8], payload: &[u8], proto: Proto) {
+    let head: &[u8; MESSAGE_HEAD] = match proto {
         Proto::Resp2 => b"*3\r\n$7\r\nmessage\r\n",
         Proto::Resp3 => b">3\r\n$7\r\nmessage\r\n",
     };
-    let size = head.len() + bulk_len(channel.len()) + bulk_len(payload.len());
-    let mut out = BytesMut::with_capacity(size);
-    out.put_slice(head);
-    bulk(&mut out, channel);
-    bulk(&mut out, payload);
-    debug_assert_eq!(out.len(), size);
-    out.freeze()
+    out.reserve(message_len(channel, payload));
+    out.extend_from_slice(head);
+    for data in [channel, payload] {
+        out.push(b'$');
+        out.extend_from_slice(itoa::Buffer::new().format(data.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// The push delivered to pattern subscribers: `[pmessage, pattern, channel, payload]`.
@@ -362,6 +380,22 @@ mod tests {
             panic!("not a push");
         };
         assert_eq!(data.len(), 3);
+    }
+
+    #[test]
+    fn messages_written_into_a_queue_follow_what_is_there() {
+        let mut out = b":1\r\n".to_vec();
+        for (c, p) in [
+            (&b"news"[..], &b"hello"[..]),
+            (b"", b""),
+            (b"c", &[b'x'; 12][..]),
+        ] {
+            let before = out.len();
+            message_into(&mut out, c, p, R2);
+            assert_eq!(out.len() - before, message_len(c, p));
+            assert_eq!(out[before..], message(c, p, R2)[..]);
+        }
+        assert!(out.starts_with(b":1\r\n*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n"));
     }
 
     #[test]
