@@ -3,7 +3,8 @@
 # alternating rounds: server CPU per request (from /proc/PID/stat over the
 # run, which does not depend on whether the client keeps up), requests/s,
 # and redis-benchmark's own CPU share. Servers on core 0; redis-benchmark
-# and the subscriber on core 1.
+# and the subscriber (`ringcast-bench subscribe`, which counts messages
+# without printing them) on core 1.
 #
 #   bench/resp-publish.sh [ROUNDS] [SIDE...]
 #
@@ -32,16 +33,15 @@ BENCH_BIN=${BENCH_BIN:-target/release/ringcast-bench}
 HZ=$(getconf CLK_TCK)
 work=$(mktemp -d)
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; pkill -f "redis-cli -p $PORT" 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; pkill -f "subscribe --addr 127.0.0.1:$PORT" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # ringcast gets the subscriber budget redis-server has by default
-# (client-output-buffer-limit pubsub: 32 MB hard): redis-cli, writing every
-# message to a file, falls behind a pipelined publisher on either server,
-# and with ringcast's default outbound_limit (1 MiB) it would be dropped as
-# a slow consumer.
+# (client-output-buffer-limit pubsub: 32 MB hard): the subscriber shares
+# its core with redis-benchmark and may lag a pipelined publisher by more
+# than ringcast's default outbound_limit (1 MiB).
 RC_FLAGS=(--outbound-limit 33554432)
 start() {
   case $1 in
@@ -74,9 +74,15 @@ run() {
   start "$side"
   local sub_out=$work/sub
   : > "$sub_out"
+  local sub_pid=
   if [ $subs -eq 1 ]; then
-    taskset -c 1 redis-cli -p "$PORT" subscribe bench > "$sub_out" &
-    for _ in $(seq 100); do grep -q subscribe "$sub_out" && break; sleep 0.02; done
+    # Counts without printing each message: redis-cli writing every one to
+    # a file cannot keep up past ~550k/s on the core it shares with
+    # redis-benchmark, and a fast enough server then closes it as a slow
+    # consumer (see bench/src/subscriber.rs).
+    taskset -c 1 "$BENCH_BIN" subscribe --addr "127.0.0.1:$PORT" --channel bench --count "$n" > "$sub_out" &
+    sub_pid=$!
+    for _ in $(seq 100); do grep -q subscribed "$sub_out" && break; sleep 0.02; done
   fi
   local before t0 after t1 out
   before=$(cpu_ticks "$server_pid")
@@ -86,13 +92,13 @@ run() {
   after=$(cpu_ticks "$server_pid")
   local lost=0
   if [ $subs -eq 1 ]; then
-    # Every message reaches the subscriber (3 lines per message).
-    for _ in $(seq 200); do
-      [ $(( $(wc -l < "$sub_out") / 3 - 1 )) -ge "$n" ] && break
-      sleep 0.05
-    done
-    lost=$(( n - ($(wc -l < "$sub_out") / 3 - 1) ))
-    pkill -f "redis-cli -p $PORT subscribe" || true
+    # Every message reaches the subscriber: it exits once it has all, or
+    # after 10 s with nothing, or when the server closes it.
+    wait "$sub_pid"
+    local got
+    got=$(tail -1 "$sub_out" | awk '{print $1}')
+    lost=$(( n - ${got:-0} ))
+    [ "$lost" -eq 0 ] || echo "subscriber: $(tail -1 "$sub_out")" >&2
   fi
   stop
   local client=${out##*$'\n'}

@@ -16,6 +16,7 @@
 //! * [`token`] — JWT connection tokens, made before the connect phase.
 //! * [`broker`] — what a cluster's shared Redis did in a window (`INFO commandstats`).
 //! * [`ceiling`] — the bare io_uring server; [`report`] — matrix tables and SVG charts.
+//! * [`subscriber`] — the counting RESP subscriber of `resp-publish`.
 //!
 //! # Design
 //! The generator must cost less per frame than the servers it measures, so
@@ -42,6 +43,7 @@ pub mod run;
 pub mod scan;
 pub mod sched;
 pub mod stats;
+pub mod subscriber;
 pub mod target;
 pub mod token;
 pub mod track;

@@ -32,6 +32,24 @@ enum Cmd {
     Ceiling(CeilingArgs),
     /// Merge run records into latest.json, a markdown table and SVG charts.
     Report(ReportArgs),
+    /// Subscribe to a RESP channel and count the messages (resp-publish).
+    Subscribe(SubscribeArgs),
+}
+
+#[derive(Args)]
+struct SubscribeArgs {
+    /// The server's RESP address (loopback).
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    addr: SocketAddrV4,
+    /// Channel.
+    #[arg(long)]
+    channel: String,
+    /// Stop once this many messages came.
+    #[arg(long)]
+    count: u64,
+    /// Stop when nothing came for this long (ms).
+    #[arg(long, default_value_t = 10_000)]
+    idle_ms: u64,
 }
 
 #[derive(Args)]
@@ -209,6 +227,13 @@ fn main() -> Result<()> {
         Cmd::Run(a) => run(*a),
         Cmd::Ceiling(a) => ringcast_bench::ceiling::serve(a.listen, a.core, a.entries, a.protocol),
         Cmd::Report(a) => ringcast_bench::report::write(&a.inputs, &a.out_dir),
+        Cmd::Subscribe(a) => ringcast_bench::subscriber::run(
+            a.addr,
+            &a.channel,
+            a.count,
+            std::time::Duration::from_millis(a.idle_ms),
+        )
+        .map(drop),
     }
 }
 

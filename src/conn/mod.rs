@@ -3,7 +3,8 @@
 //! Protocol-agnostic: the sessions above decide what the bytes mean.
 //!
 //! Writes are corked: queueing only appends a frame (often one shared with
-//! every other member of a room) and marks the connection dirty; the
+//! every other member of a room), or bytes to the connection's own frame,
+//! and marks the connection dirty; the
 //! shard's flusher then writes every dirty connection of the turn, with one
 //! `io_uring_enter` for all of them where the shard has a send ring, or one
 //! vectored `sendmsg` each where it has not. A queue over its byte bound
