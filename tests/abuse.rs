@@ -719,9 +719,12 @@ async fn a_lagging_resp_subscriber_gets_every_message_in_order() {
     .await;
     let stats = server.stats().await;
     assert_eq!(node(&stats, "slow_consumer_closes"), 0, "{stats}");
-    // The backlog (8 MiB, part of it in the kernel's buffers) and little
-    // more: one buffer doubling to hold it would cost up to 3 times that.
-    r.print_and_check(16 * MIB);
+    // The backlog (8 MiB, part of it in the kernel's buffers), the 4 MiB
+    // bursts on their way through the home shard and the room's history:
+    // +5 MiB in a release build, about +33 MiB in a debug one, whose
+    // shards fall further behind the publisher. The own frames' exact
+    // bounds are the unit test's (`bytes_written_are_given_back_while_more_keep_coming`).
+    r.print_and_check(48 * MIB);
 }
 
 /// A RESP multibulk request.

@@ -420,7 +420,13 @@ mod tests {
                     Ok(n) => received += n,
                     Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
                 }
-                let held: usize = conn.out.borrow().iter().map(|f| f.len()).sum();
+                let out = conn.out.borrow();
+                assert!(
+                    out.iter().all(|f| f.len() <= OWN_MAX),
+                    "round {round}: a frame past OWN_MAX"
+                );
+                let held: usize = out.iter().map(|f| f.len()).sum();
+                drop(out);
                 assert!(
                     held <= 2 * BACKLOG + 1000,
                     "round {round}: {held} bytes held for {} queued",
