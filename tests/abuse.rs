@@ -707,7 +707,7 @@ async fn a_lagging_resp_subscriber_gets_every_message_in_order() {
                 let mut batch = Vec::new();
                 for i in burst {
                     let data = format!("{i:08}{}", "x".repeat(PAYLOAD - 8));
-                    batch.extend_from_slice(&resp_command(&[b"PUBLISH", b"lag", data.as_bytes()]));
+                    batch.extend_from_slice(&mb(&[b"PUBLISH", b"lag", data.as_bytes()]));
                 }
                 wr.write_all(&batch).await.unwrap();
             }
@@ -725,15 +725,4 @@ async fn a_lagging_resp_subscriber_gets_every_message_in_order() {
     // shards fall further behind the publisher. The own frames' exact
     // bounds are the unit test's (`bytes_written_are_given_back_while_more_keep_coming`).
     r.print_and_check(48 * MIB);
-}
-
-/// A RESP multibulk request.
-fn resp_command(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
 }

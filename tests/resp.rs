@@ -72,17 +72,6 @@ struct Raw {
     s: TcpStream,
 }
 
-/// A request as clients send it: an array of bulk strings.
-fn mb(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
-}
-
 impl Raw {
     async fn connect(server: &Server) -> Raw {
         Raw {

@@ -93,9 +93,7 @@ impl Conn {
         }
         self.queued.set(queued);
         let mut out = self.out.borrow_mut();
-        // Not onto a head frame that is partly written: the part gone would
-        // stay allocated for as long as bytes kept coming.
-        let open = out.len() > 1 || self.head_written() == 0;
+        let open = self.tail_open(&out);
         match out.back_mut().filter(|_| open).and_then(Frame::own_mut) {
             Some(own) if own.len() + len <= OWN_MAX => {
                 let before = own.len();
@@ -116,7 +114,14 @@ impl Conn {
     /// [`Conn::append`] adds to without allocating.
     pub fn has_own_tail(&self) -> bool {
         let out = self.out.borrow();
-        (out.len() > 1 || self.head_written() == 0) && out.back().is_some_and(Frame::is_own)
+        self.tail_open(&out) && out.back().is_some_and(Frame::is_own)
+    }
+
+    /// True unless the last frame is a head frame partly written, which is
+    /// not added to: the part gone would stay allocated for as long as
+    /// bytes kept coming.
+    fn tail_open(&self, out: &VecDeque<Frame>) -> bool {
+        out.len() > 1 || self.head_written() == 0
     }
 
     /// The next ticket number (never [`UNRESERVED`]).

@@ -345,3 +345,14 @@ pub fn errors_of(stats: &Value, shard: u64, kind: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("no errors.{kind} in {stats}"))
 }
+
+/// A request as clients send it: an array of bulk strings.
+pub fn mb(args: &[&[u8]]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
