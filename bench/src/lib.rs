@@ -42,6 +42,7 @@ pub mod resp;
 pub mod run;
 pub mod scan;
 pub mod sched;
+pub mod stalls;
 pub mod stats;
 pub mod subscriber;
 pub mod target;

@@ -84,6 +84,18 @@ pub struct StepRecord {
     pub deliveries_per_read: f64,
     /// The drain ended by its time limit rather than by receiving everything.
     pub drain_timed_out: bool,
+    /// Deliveries later than 10 ms ([`crate::stalls::LATE_NS`]) in the window.
+    pub late_deliveries: u64,
+    /// Episodes those came in (late deliveries within 5 ms of each other
+    /// in receive time are one).
+    pub late_episodes: u64,
+    /// Host steal time (all CPUs) during those episodes, ms.
+    pub late_episode_steal_ms: f64,
+    /// The worst episodes (the latest deliveries in them), worst first.
+    pub late_worst_episodes: Vec<crate::stalls::EpisodeRecord>,
+    /// How far behind its schedule the generator sent, at worst, ms
+    /// (latency counts from the scheduled time, so this is in it).
+    pub generator_send_lag_max_ms: f64,
     /// p99 within the bound and nothing lost or skipped.
     pub held: bool,
     /// This step is a repeat of a failed one.
@@ -235,6 +247,20 @@ impl RunRecord {
                 "latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ({} samples)\n",
                 h.p50_ms, h.p90_ms, h.p99_ms, h.p999_ms, h.max_ms, h.latency_samples
             );
+            if h.late_episodes > 0 {
+                let worst = h.late_worst_episodes.first().cloned().unwrap_or_default();
+                s += &format!(
+                    "late (> 10 ms): {} deliveries in {} episodes, host steal {:.0} ms in them; worst at {:.0} ms into the window, {:.1} ms long, {:.1} ms late, steal {:.0} ms; generator behind schedule {:.1} ms at most\n",
+                    h.late_deliveries,
+                    h.late_episodes,
+                    h.late_episode_steal_ms,
+                    worst.at_ms,
+                    worst.span_ms,
+                    worst.worst_ms,
+                    worst.steal_ms,
+                    h.generator_send_lag_max_ms
+                );
+            }
             s += &format!(
                 "lost {} dup {} reordered {} seq-anomalies {} skipped {} errors {} disconnects {}\n",
                 h.lost, h.duplicated, h.reordered, h.seq_anomalies, h.publish_skipped, h.server_errors, h.disconnects

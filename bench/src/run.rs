@@ -17,6 +17,7 @@ use crate::clock::{now_ns, sleep_until, unix_ms};
 use crate::control::{Control, Layout, StepPlan};
 use crate::procstat::{self, ProcSample};
 use crate::record::{iso_date, ConnectRecord, RunRecord, StepRecord};
+use crate::stalls::{self, StealSamples};
 use crate::stats::{self, Percentiles, StepCounts};
 use crate::worker::{self, WorkerReport};
 
@@ -114,6 +115,10 @@ impl Run {
 /// Steal time (% of the measured window) above which a failed find-max step
 /// is retried more than once.
 pub const STEAL_RETRY_PCT: f64 = 10.0;
+
+/// How often the measured window samples the host's steal time: its
+/// clock tick, the resolution `/proc/stat` has.
+const STEAL_SAMPLE_NS: u64 = 10_000_000;
 
 /// Runs one scenario against one target and returns its record.
 pub fn run(layout: Layout, opts: RunOptions) -> Result<RunRecord> {
@@ -559,10 +564,17 @@ impl Run {
             self.redis_cpu(),
         );
         let rcv_w0 = self.ctl.received.load(Ordering::Relaxed);
+        // Steal time every 10 ms (a clock tick), to charge to the late
+        // episodes it falls in; the rest once a second.
+        let mut steal = StealSamples(vec![(ms, host0.steal)]);
         let mut tick = ms;
         while tick < me {
-            tick = (tick + 1_000_000_000).min(me);
-            sleep_until(tick);
+            let second = (tick + 1_000_000_000).min(me);
+            while tick < second {
+                tick = (tick + STEAL_SAMPLE_NS).min(second);
+                sleep_until(tick);
+                steal.0.push((now_ns(), procstat::host_ticks().steal));
+            }
             let s = self.sample();
             rss_max = rss_max.max(s.rss_bytes);
             let secs = (tick - ms) as f64 / 1e9;
@@ -630,6 +642,9 @@ impl Run {
         let pw = c.published_in_window as f64;
         let dw = c.delivered_in_window as f64;
         let lost = expected.saturating_sub(c.delivered);
+        let episodes = c.stalls.merged();
+        let (late_deliveries, late_steal_ms, late_worst) =
+            stalls::summarize(&episodes, ms, &steal, 1000.0 / clk);
         let mut st = StepRecord {
             offered_publishes_per_s: rate,
             offered_deliveries_per_s: rate * per_publish,
@@ -685,6 +700,11 @@ impl Run {
             } else {
                 0.0
             },
+            late_deliveries,
+            late_episodes: episodes.len() as u64,
+            late_episode_steal_ms: late_steal_ms,
+            late_worst_episodes: late_worst,
+            generator_send_lag_max_ms: c.send_lag_max_ns as f64 / 1e6,
             drain_timed_out: timed_out,
             held: false,
             repeat,

@@ -72,6 +72,11 @@ impl Percentiles {
 pub struct StepCounts {
     /// Latency of deliveries whose scheduled send time lay in the measured window.
     pub latency: Histogram<u64>,
+    /// Those of them that were late, as episodes.
+    pub stalls: crate::stalls::Stalls,
+    /// How far behind its schedule the generator sent, at worst, in the
+    /// measured window (ns): latency counts from the scheduled time.
+    pub send_lag_max_ns: u64,
     /// Publishes sent (queued on a socket) in this step.
     pub published: u64,
     /// Publishes whose scheduled time lay in the measured window.
@@ -100,6 +105,8 @@ impl Default for StepCounts {
     fn default() -> Self {
         StepCounts {
             latency: new_histogram(),
+            stalls: Default::default(),
+            send_lag_max_ns: 0,
             published: 0,
             published_in_window: 0,
             publish_skipped: 0,
@@ -121,6 +128,8 @@ impl StepCounts {
         self.latency
             .add(&other.latency)
             .expect("histograms share bounds");
+        self.stalls.absorb(&other.stalls);
+        self.send_lag_max_ns = self.send_lag_max_ns.max(other.send_lag_max_ns);
         self.published += other.published;
         self.published_in_window += other.published_in_window;
         self.publish_skipped += other.publish_skipped;

@@ -92,10 +92,9 @@ impl Sink for Recv<'_> {
     fn delivery(&mut self, s: Stamp, seq: Option<u64>) {
         let p = &self.step.plan;
         if s.sent_ns >= p.measure_start_ns && s.sent_ns < p.measure_end_ns {
-            stats::record(
-                &mut self.step.counts.latency,
-                self.now.saturating_sub(s.sent_ns),
-            );
+            let latency = self.now.saturating_sub(s.sent_ns);
+            stats::record(&mut self.step.counts.latency, latency);
+            self.step.counts.stalls.observe(self.now, latency);
         }
         let idx = (s.publisher / self.rooms.max(1)) as usize;
         if idx >= self.streams.len() {
@@ -416,6 +415,8 @@ fn publish(
     step.counts.published += 1;
     if sched_ns >= step.plan.measure_start_ns && sched_ns < step.plan.measure_end_ns {
         step.counts.published_in_window += 1;
+        let lag = now_ns().saturating_sub(sched_ns);
+        step.counts.send_lag_max_ns = step.counts.send_lag_max_ns.max(lag);
     }
     step.expected += ctl.room_members[room as usize].load(Ordering::Relaxed) as u64;
     if flush(c).is_err() {
