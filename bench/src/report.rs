@@ -62,10 +62,36 @@ pub fn medians(recs: Vec<RunRecord>) -> Vec<RunRecord> {
             }
             g.sort_by(|a, b| a.median_key().total_cmp(&b.median_key()));
             let values = g.iter().map(RunRecord::median_key).collect();
+            let mut p99s: Vec<f64> = g.iter().map(|r| r.headline.p99_ms).collect();
+            p99s.sort_by(f64::total_cmp);
+            // Records from before episodes were counted have no send lag.
+            let counted = || {
+                g.iter()
+                    .map(|r| &r.headline)
+                    .filter(|h| h.generator_send_lag_max_ms > 0.0)
+            };
+            let (runs, late) = (counted().count(), counted().filter(|h| h.late_episodes > 0).count());
+            let (episodes, steal) = counted().fold((0, 0.0), |(e, s), h| {
+                (e + h.late_episodes, s + h.late_episode_steal_ms)
+            });
             let n = g.len();
             let mut m = g.swap_remove((n - 1) / 2);
             m.notes.push(format!("median of {n} runs (see repeats)"));
+            if m.mode == "fixed" {
+                let list: Vec<String> = p99s.iter().map(|v| format!("{v:.2}")).collect();
+                m.notes.push(format!(
+                    "p99 of the {n} runs: {} ms (median {:.2})",
+                    list.join(" / "),
+                    p99s[(n - 1) / 2]
+                ));
+                if runs > 0 {
+                    m.notes.push(format!(
+                        "of the {runs} runs that counted them, {late} had deliveries over 10 ms late, in {episodes} episode(s) in all; the host's steal time during those episodes: {steal:.0} ms"
+                    ));
+                }
+            }
             m.repeats = values;
+            m.repeats_p99_ms = p99s;
             m
         })
         .collect()
@@ -214,8 +240,8 @@ pub fn targets(recs: &[RunRecord]) -> String {
             );
             rows.push(Target::new(
                 "p99 at 50k/s below uws".into(),
-                format!("{:.1} vs {:.1} ms", r.headline.p99_ms, u.headline.p99_ms),
-                r.headline.p99_ms < u.headline.p99_ms,
+                format!("{:.1} vs {:.1} ms", r.p99_ms(), u.p99_ms()),
+                r.p99_ms() < u.p99_ms(),
             ));
         }
     }
@@ -234,18 +260,21 @@ pub fn targets(recs: &[RunRecord]) -> String {
     }
     if let Some(r) = rc("seed-3000") {
         let h = &r.headline;
-        let mut ok = h.lost == 0 && h.p99_ms <= 5.0;
+        let mut ok = h.lost == 0 && r.p99_ms() <= 5.0;
         let mut text = format!(
             "p99 {:.1} ms, {:.2} µs/del, lost {}",
-            h.p99_ms, h.server_cpu_us_per_delivery, h.lost
+            r.p99_ms(),
+            h.server_cpu_us_per_delivery,
+            h.lost
         );
         if let Some(u) = peer("seed-3000", "uws") {
             let uh = &u.headline;
-            ok &= h.p99_ms < uh.p99_ms
+            ok &= r.p99_ms() < u.p99_ms()
                 && h.server_cpu_us_per_delivery <= uh.server_cpu_us_per_delivery;
             text += &format!(
                 " (uws p99 {:.1} ms, {:.2} µs/del)",
-                uh.p99_ms, uh.server_cpu_us_per_delivery
+                u.p99_ms(),
+                uh.server_cpu_us_per_delivery
             );
         }
         rows.push(Target::new(
@@ -590,6 +619,32 @@ mod tests {
         assert_eq!(
             fixed[0].headline.server_cpu_us_per_delivery, 7.0,
             "lower middle of four"
+        );
+        // Its p99 for the goals is the median of the runs' p99s, which
+        // need not be the median run's.
+        let mut fixed: Vec<RunRecord> = [(7.0, 0.5), (9.0, 90.0), (8.0, 1.0)]
+            .iter()
+            .map(|&(us, p99)| {
+                let mut r = rec("ringcast-ws", 50_000.0, Some(1));
+                r.mode = "fixed".into();
+                r.headline.server_cpu_us_per_delivery = us;
+                r.headline.p99_ms = p99;
+                r.headline.generator_send_lag_max_ms = 0.1;
+                r.headline.late_episodes = u64::from(p99 > 10.0);
+                r.headline.late_episode_steal_ms = 40.0 * f64::from(p99 > 10.0);
+                r
+            })
+            .collect();
+        fixed = medians(fixed);
+        assert_eq!(fixed[0].headline.p99_ms, 1.0, "the median run by CPU");
+        assert_eq!(fixed[0].repeats_p99_ms, vec![0.5, 1.0, 90.0]);
+        assert_eq!(fixed[0].p99_ms(), 1.0);
+        assert!(
+            fixed[0].notes.iter().any(|n| n
+                .contains("1 had deliveries over 10 ms late, in 1 episode(s)")
+                && n.contains("40 ms")),
+            "{:?}",
+            fixed[0].notes
         );
     }
 
