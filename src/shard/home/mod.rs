@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use ahash::AHashMap;
 use bytes::Bytes;
+use hashbrown::hash_map::EntryRef;
 use smallvec::SmallVec;
 
 use crate::proto::chat::{self, Data};
@@ -95,9 +95,13 @@ pub struct Limits {
     pub reply_budget: usize,
 }
 
+/// The rooms by name. hashbrown's map for its `entry_ref`: a room is
+/// looked up once by a borrowed name, and named (allocated) only when new.
+type Rooms = hashbrown::HashMap<Box<str>, HomeRoom, ahash::RandomState>;
+
 /// The rooms homed on one shard.
 pub struct Homes {
-    rooms: AHashMap<Box<str>, HomeRoom>,
+    rooms: Rooms,
     retention: Retention,
     /// Rooms with presence events held, each with when its batch leaves
     /// (in that order: the interval is the same for all).
@@ -113,7 +117,7 @@ impl Homes {
     /// No rooms yet, for a mesh of `shards` shards.
     pub fn new(shards: usize, limits: Limits, stats: Arc<ShardStats>) -> Self {
         Self {
-            rooms: AHashMap::new(),
+            rooms: Rooms::default(),
             retention: Retention::default(),
             presence_due: VecDeque::new(),
             presence_waker: None,
@@ -124,17 +128,22 @@ impl Homes {
     }
 
     fn room_mut(&mut self, room: &str, idle_if_new: bool) -> &mut HomeRoom {
-        // Looked up first: a key is made (allocated) only for a new room.
-        if !self.rooms.contains_key(room) {
-            self.stats.rooms_homed.inc();
-            self.retention.created(room);
-            if idle_if_new {
-                self.retention.went_idle(room);
+        // One hash of the name, and a key made (allocated) only for a new
+        // room: every publish comes through here.
+        match self.rooms.entry_ref(room) {
+            EntryRef::Occupied(r) => r.into_mut(),
+            EntryRef::Vacant(v) => {
+                self.stats.rooms_homed.inc();
+                self.retention.created(room);
+                if idle_if_new {
+                    self.retention.went_idle(room);
+                }
+                v.insert_with_key(
+                    room.into(),
+                    HomeRoom::new(self.shards, self.limits.history, new_epoch()),
+                )
             }
-            let r = HomeRoom::new(self.shards, self.limits.history, new_epoch());
-            self.rooms.insert(room.into(), r);
         }
-        self.rooms.get_mut(room).expect("just made")
     }
 
     /// A connection of shard `shard` joins; with `since` (and the `epoch`

@@ -9,9 +9,8 @@
 
 use std::collections::VecDeque;
 
-use ahash::AHashMap;
-
 use super::room::HomeRoom;
+use super::Rooms;
 use crate::shard::stats::ShardStats;
 
 /// What a room homed here costs besides its messages: its state and name
@@ -61,13 +60,7 @@ impl Retention {
 
     /// Drops memberless rooms, oldest idle first, until the retained bytes
     /// are within `budget`; `current` (the room being written) stays.
-    pub fn enforce(
-        &mut self,
-        rooms: &mut AHashMap<Box<str>, HomeRoom>,
-        current: &str,
-        budget: usize,
-        stats: &ShardStats,
-    ) {
+    pub fn enforce(&mut self, rooms: &mut Rooms, current: &str, budget: usize, stats: &ShardStats) {
         while self.retained > budget {
             let Some(name) = self.idle.pop_front() else {
                 break;
