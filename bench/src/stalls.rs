@@ -150,7 +150,8 @@ pub fn summarize(
         })
         .collect();
     let late = recs.iter().map(|r| r.deliveries).sum();
-    let steal_ms = recs.iter().map(|r| r.steal_ms).sum();
+    // A fold from 0.0: an empty f64 sum is -0.0, which prints as "-0".
+    let steal_ms = recs.iter().fold(0.0, |a, r| a + r.steal_ms);
     recs.sort_by(|a, b| b.worst_ms.total_cmp(&a.worst_ms));
     recs.truncate(KEPT);
     (late, steal_ms, recs)
@@ -255,5 +256,8 @@ mod tests {
             (25.0, 15.0, 10.0)
         );
         assert_eq!(recs[1].steal_ms, 0.0);
+        let (late, steal_ms, recs) = summarize(&[], 0, &steal, 10.0);
+        assert_eq!((late, recs.len()), (0, 0));
+        assert!(steal_ms.is_sign_positive(), "prints as 0, not -0");
     }
 }
