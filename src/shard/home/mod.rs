@@ -27,7 +27,7 @@ use crate::shard::stats::ShardStats;
 use crate::shard::wire::Entry;
 use presence::{Event, Offer};
 use retention::Retention;
-use room::{newest_within, HomeRoom, Joined, Json, Retained};
+use room::{newest_within, HomeRoom, Joined, Json, Retained, Rooms};
 
 /// Shards that have members of a room.
 pub type Targets = SmallVec<[usize; 8]>;
@@ -94,10 +94,6 @@ pub struct Limits {
     /// The most one reply (a join's backlog, a history page) may carry.
     pub reply_budget: usize,
 }
-
-/// The rooms by name. hashbrown's map for its `entry_ref`: a room is
-/// looked up once by a borrowed name, and named (allocated) only when new.
-type Rooms = hashbrown::HashMap<Box<str>, HomeRoom, ahash::RandomState>;
 
 /// The rooms homed on one shard.
 pub struct Homes {

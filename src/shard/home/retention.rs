@@ -9,8 +9,7 @@
 
 use std::collections::VecDeque;
 
-use super::room::HomeRoom;
-use super::Rooms;
+use super::room::{HomeRoom, Rooms};
 use crate::shard::stats::ShardStats;
 
 /// What a room homed here costs besides its messages: its state and name

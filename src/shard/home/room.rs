@@ -76,6 +76,10 @@ pub fn newest_within<T>(
     (out, cut)
 }
 
+/// The rooms by name. hashbrown's map for its `entry_ref`: a room is
+/// looked up once by a borrowed name, and named (allocated) only when new.
+pub type Rooms = hashbrown::HashMap<Box<str>, HomeRoom, ahash::RandomState>;
+
 /// The home shard's view of a room.
 #[derive(Debug)]
 pub struct HomeRoom {
