@@ -705,24 +705,29 @@ async fn bad_json_and_unknown_op() {
     assert_eq!(errors_of(&stats, c.shard, "unknown_op"), 1, "{stats}");
 }
 
-/// A `data` with a lone surrogate escape would break every strict parser
-/// among the room's members: it is refused, and nothing reaches them.
+/// A `data` with a lone surrogate escape, or a number beyond a 64-bit
+/// float, would break every strict parser among the room's members: it is
+/// refused, and nothing reaches them.
 #[tokio::test]
 async fn data_with_a_lone_surrogate_is_refused_and_never_delivered() {
     let server = Server::start(&[]);
     let mut p = Client::connect(&server, "poison").await;
     let mut m = Client::connect(&server, "member").await;
     m.join("victims").await;
-    // Written by hand: a JSON encoder would not produce it.
-    let text = r#"{"op":"publish","room":"victims","data":"\ud30d\ude00","id":"x"}"#;
-    p.ws.send(Message::Text(text.into())).await.unwrap();
-    let err = p.recv_main().await;
-    assert_eq!(
-        (err["code"].as_str(), err["id"].as_str()),
-        (Some("bad_json"), Some("x")),
-        "{err}"
-    );
-    still_alive(&mut p).await;
+    // Written by hand: a JSON encoder would not produce them.
+    for text in [
+        r#"{"op":"publish","room":"victims","data":"\ud30d\ude00","id":"x"}"#,
+        r#"{"op":"publish","room":"victims","data":{"n":[1e999]},"id":"x"}"#,
+    ] {
+        p.ws.send(Message::Text(text.into())).await.unwrap();
+        let err = p.recv_main().await;
+        assert_eq!(
+            (err["code"].as_str(), err["id"].as_str()),
+            (Some("bad_json"), Some("x")),
+            "{err}"
+        );
+        still_alive(&mut p).await;
+    }
     p.send(json!({"op":"publish","room":"victims","data":"\u{1F600} fine"}))
         .await;
     let msg = m.recv_op("message").await;

@@ -93,8 +93,10 @@ pub const MAX_DEPTH: usize = 124;
 /// Why a JSON text that parsed would still break strict parsers of the
 /// members it is relayed to, if it would: a `\u` escape of a UTF-16
 /// surrogate that is not half of a pair (`"\ude00"`, or `"\ud83d"` alone),
-/// which is not Unicode; or nesting deeper than [`MAX_DEPTH`]. One client
-/// could otherwise make every member's parser fail on its message.
+/// which is not Unicode; nesting deeper than [`MAX_DEPTH`]; or a number
+/// beyond a 64-bit float (`1e999`: JSON's grammar takes it, but serde_json
+/// and Go's encoding/json refuse it, and JavaScript reads `Infinity`). One
+/// client could otherwise make every member's parser fail on its message.
 pub fn relay_problem(json: &str) -> Option<&'static str> {
     let b = json.as_bytes();
     let hex4 = |i: usize| -> Option<u16> {
@@ -113,6 +115,17 @@ pub fn relay_problem(json: &str) -> Option<&'static str> {
                 }
             }
             (b']' | b'}', false) => depth = depth.saturating_sub(1),
+            (b'-' | b'0'..=b'9', false) => {
+                let len = b[i..]
+                    .iter()
+                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                    .unwrap_or(b.len() - i);
+                if !finite(&json[i..i + len]) {
+                    return Some(OUT_OF_RANGE);
+                }
+                i += len;
+                continue;
+            }
             (b'\\', true) if b.get(i + 1) == Some(&b'u') => {
                 match hex4(i + 2) {
                     Some(0xD800..=0xDBFF) => {
@@ -138,6 +151,16 @@ pub fn relay_problem(json: &str) -> Option<&'static str> {
     }
     None
 }
+
+/// A number token (as the parser took it) that a 64-bit float holds. Only
+/// one with an exponent, or over 300 characters, can be beyond
+/// `f64::MAX` (about 1.8e308): the rest need no parse.
+fn finite(number: &str) -> bool {
+    let exp = number.bytes().any(|c| c == b'e' || c == b'E');
+    !(exp || number.len() > 300) || number.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
+const OUT_OF_RANGE: &str = "data has a number beyond a 64-bit float, which strict parsers refuse";
 
 const LONE_SURROGATE: &str =
     "data has a \\u escape of a lone UTF-16 surrogate, which is not Unicode";
@@ -183,6 +206,30 @@ mod tests {
 
     fn has_lone_surrogate(json: &str) -> bool {
         relay_problem(json) == Some(LONE_SURROGATE)
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_found_where_serde_json_refuses_them() {
+        let big_digits = format!("[1{}]", "0".repeat(400));
+        for (json, refused) in [
+            (
+                "[1e308, -1.7976931348623157e308, 1e-999, 0, -0.5, 123456789012345678901234567890]",
+                false,
+            ),
+            ("[1e309]", true),
+            ("{\"n\":-2E+400}", true),
+            (big_digits.as_str(), true),
+            (
+                "[1444444444444444444444E444444444444444\r, 2.5, null]",
+                true,
+            ),
+            // In a string it is text.
+            ("\"1e999\"", false),
+        ] {
+            let strict = serde_json::from_str::<serde_json::Value>(json).is_err();
+            assert_eq!(strict, refused, "serde_json on {json}");
+            assert_eq!(relay_problem(json) == Some(OUT_OF_RANGE), refused, "{json}");
+        }
     }
 
     #[test]
