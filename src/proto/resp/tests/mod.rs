@@ -19,15 +19,12 @@ pub(super) fn bs(v: &[&str]) -> Vec<Bytes> {
     v.iter().map(|s| b(s)).collect()
 }
 
-/// A request as clients send it: an array of bulk strings.
+/// A request as clients send it: an array of bulk strings (written by the
+/// encoder the cluster link sends its commands to Redis with).
 pub(super) fn mb(args: &[&[u8]]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-    out
+    let mut out = BytesMut::new();
+    super::reply::command(&mut out, args);
+    out.to_vec()
 }
 
 pub(super) fn parse(input: &[u8]) -> Result<Option<Command>, RespError> {
