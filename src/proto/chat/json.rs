@@ -116,14 +116,19 @@ pub fn relay_problem(json: &str) -> Option<&'static str> {
             }
             (b']' | b'}', false) => depth = depth.saturating_sub(1),
             (b'-' | b'0'..=b'9', false) => {
-                let len = b[i..]
-                    .iter()
-                    .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .unwrap_or(b.len() - i);
-                if !finite(&json[i..i + len]) {
+                let (mut end, mut exp) = (i, false);
+                while let Some(&c) = b.get(end) {
+                    match c {
+                        b'0'..=b'9' | b'-' | b'+' | b'.' => {}
+                        b'e' | b'E' => exp = true,
+                        _ => break,
+                    }
+                    end += 1;
+                }
+                if !finite(&json[i..end], exp) {
                     return Some(OUT_OF_RANGE);
                 }
-                i += len;
+                i = end;
                 continue;
             }
             (b'\\', true) if b.get(i + 1) == Some(&b'u') => {
@@ -152,11 +157,11 @@ pub fn relay_problem(json: &str) -> Option<&'static str> {
     None
 }
 
-/// A number token (as the parser took it) that a 64-bit float holds. Only
-/// one with an exponent, or over 300 characters, can be beyond
-/// `f64::MAX` (about 1.8e308): the rest need no parse.
-fn finite(number: &str) -> bool {
-    let exp = number.bytes().any(|c| c == b'e' || c == b'E');
+/// A number token (as the parser took it; `exp` if it has an exponent)
+/// that a 64-bit float holds. Only one with an exponent, or over 300
+/// characters, can be beyond `f64::MAX` (about 1.8e308): the rest need no
+/// parse.
+fn finite(number: &str, exp: bool) -> bool {
     !(exp || number.len() > 300) || number.parse::<f64>().is_ok_and(f64::is_finite)
 }
 
