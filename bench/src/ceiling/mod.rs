@@ -172,7 +172,12 @@ fn push(ring: &mut IoUring, e: squeue::Entry) {
     // SAFETY: every buffer an entry points to lives in a `Conn` (or the
     // accept state) that is not dropped or moved while the operation is in flight.
     while unsafe { ring.submission().push(&e) }.is_err() {
-        ring.submit().expect("io_uring submit");
+        match ring.submit() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => {
+                r.expect("io_uring submit");
+            }
+        }
     }
 }
 
@@ -204,7 +209,12 @@ pub fn serve(addr: SocketAddrV4, core: Option<usize>, entries: u32, proto: Proto
     );
     eprintln!("ceiling listening on {addr}");
     loop {
-        ring.submit_and_wait(1)?;
+        // A signal (SIGSTOP and SIGCONT, a debugger, perf) interrupts the
+        // wait: wait again rather than stop serving.
+        match ring.submit_and_wait(1) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => r?,
+        };
         let cqes: Vec<(u64, i32)> = ring
             .completion()
             .map(|c| (c.user_data(), c.result()))
