@@ -82,6 +82,7 @@ else
   DEFAULT_TARGETS="ceiling ringcast-ws:1 ringcast-ws:2 ringcast-resp:1 uws ws socketio nats redis"
   SCEN=(
     "seed-3000|--connections 3000 --rooms 100 --publishers 3000 --rate 3000 --size 100 --warmup 3 --duration 10 --drain 10"
+    "seed-3000-paused@ceiling ringcast-ws:1 uws|--connections 3000 --rooms 100 --publishers 3000 --rate 3000 --size 100 --warmup 3 --duration 10 --drain 10 --pause-ms 15 --pause-every-ms 500"
     "fanout|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 20000 --find-max --factor 1.25 --max-steps 10 --refine 2 --warmup 2 --duration 5 --drain 5"
     "fanout-50k|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 50000 --warmup 3 --duration 10 --drain 10"
     "overload@ceiling ringcast-ws:1 ringcast-ws:2 ringcast-resp:1 uws nats redis|--connections 10000 --rooms 100 --publishers 1000 --size 100 --delivery-rate 3000000 --overload --warmup 1 --duration 8 --drain 30"

@@ -12,6 +12,7 @@
 //!   [`procstat`] (`/proc` and `getrusage`).
 //! * Coordination — [`control`] (shared state), [`run`] (connect ramp, steps,
 //!   find-max, overload), [`record`] (the JSON record and the summary).
+//! * [`pause`] — stopping the server at set moments of the window (paused runs).
 //! * [`placement`] — ringcast room names homed on a chosen shard (cross-shard runs).
 //! * [`token`] — JWT connection tokens, made before the connect phase.
 //! * [`broker`] — what a cluster's shared Redis did in a window (`INFO commandstats`).
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod control;
 pub mod nats;
 pub mod net;
+pub mod pause;
 pub mod placement;
 pub mod procstat;
 pub mod record;

@@ -135,6 +135,14 @@ struct RunArgs {
     /// Connect and hold for --duration; no publishing (memory per connection).
     #[arg(long)]
     idle: bool,
+    /// Stop the server (SIGSTOP, then SIGCONT) for this long every
+    /// --pause-every-ms of each measured window: the same stalls for every
+    /// target, to compare how each recovers from one (0: never).
+    #[arg(long, default_value_t = 0.0)]
+    pause_ms: f64,
+    /// The period of --pause-ms, from one pause's start to the next.
+    #[arg(long, default_value_t = 500.0)]
+    pause_every_ms: f64,
     /// Server pid, or one per node, comma-separated (default: found by the
     /// ports in --addr); CPU and RSS are summed over them.
     #[arg(long, value_delimiter = ',')]
@@ -375,6 +383,7 @@ fn run(a: RunArgs) -> Result<()> {
         redis_addr: a.redis_addr,
         shards: a.shards,
         server_cores: a.server_cores,
+        pauses: ringcast_bench::pause::Pauses::new(a.pause_ms, a.pause_every_ms),
         progress: !a.quiet,
     };
     let rec = ringcast_bench::run::run(layout, opts)?;

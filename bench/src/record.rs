@@ -96,6 +96,10 @@ pub struct StepRecord {
     /// How far behind its schedule the generator sent, at worst, ms
     /// (latency counts from the scheduled time, so this is in it).
     pub generator_send_lag_max_ms: f64,
+    /// Pauses injected into the window (`--pause-ms`).
+    pub injected_pauses: u64,
+    /// How long the server was stopped by them in all, ms.
+    pub injected_pause_ms: f64,
     /// p99 within the bound and nothing lost or skipped.
     pub held: bool,
     /// This step is a repeat of a failed one.
@@ -272,6 +276,12 @@ impl RunRecord {
                     worst.worst_ms,
                     worst.steal_ms,
                     h.generator_send_lag_max_ms
+                );
+            }
+            if h.injected_pauses > 0 {
+                s += &format!(
+                    "paused: the server was stopped {} times in the window, {:.0} ms in all\n",
+                    h.injected_pauses, h.injected_pause_ms
                 );
             }
             s += &format!(

@@ -272,15 +272,39 @@ pub fn targets(recs: &[RunRecord]) -> String {
             ok &= r.p99_ms() < u.p99_ms()
                 && h.server_cpu_us_per_delivery <= uh.server_cpu_us_per_delivery;
             text += &format!(
-                " (uws p99 {:.1} ms, {:.2} µs/del)",
+                " (uws p99 {:.1} ms, {:.2} µs/del",
                 u.p99_ms(),
                 uh.server_cpu_us_per_delivery
             );
+            if let Some(c) = peer("seed-3000", "ceiling") {
+                text += &format!("; ceiling p99 {:.1} ms", c.p99_ms());
+            }
+            text += ")";
         }
         rows.push(Target::new(
             "seed-3000: nothing lost, p99 ≤ 5 ms, p99 and CPU per delivery ≤ uws".into(),
             text,
             ok,
+        ));
+    }
+    // The same load with the same stalls for everyone: how each recovers.
+    if let (Some(r), Some(u), Some(c)) = (
+        rc("seed-3000-paused"),
+        peer("seed-3000-paused", "uws"),
+        peer("seed-3000-paused", "ceiling"),
+    ) {
+        rows.push(Target::new(
+            "seed-3000-paused: nothing lost, p99 < uws, ≤ 1.1× ceiling".into(),
+            format!(
+                "p99 {:.1} ms, lost {} (uws {:.1}, ceiling {:.1} ms; {} pauses of {:.0} ms)",
+                r.p99_ms(),
+                r.headline.lost,
+                u.p99_ms(),
+                c.p99_ms(),
+                r.headline.injected_pauses,
+                r.headline.injected_pause_ms / r.headline.injected_pauses.max(1) as f64
+            ),
+            r.headline.lost == 0 && r.p99_ms() < u.p99_ms() && r.p99_ms() <= 1.1 * c.p99_ms(),
         ));
     }
     if let Some(r) = rc("idle") {
@@ -681,6 +705,45 @@ mod tests {
         assert!(!md.contains("nats"), "no row without a record");
         recs[1].headline.deliveries_per_s = 90_000.0;
         assert!(targets(&recs).contains("= 90% | – | **no** |"));
+    }
+
+    #[test]
+    fn paused_runs_compare_recovery_with_uws_and_the_ceiling() {
+        let paused = |target: &str, shards, p99_ms| {
+            let mut r = rec(target, 90_000.0, shards);
+            r.scenario = "seed-3000-paused".into();
+            r.mode = "fixed".into();
+            r.headline.p99_ms = p99_ms;
+            r.headline.injected_pauses = 20;
+            r.headline.injected_pause_ms = 301.0;
+            r
+        };
+        let mut recs = vec![
+            paused("ceiling", None, 14.0),
+            paused("ringcast-ws", Some(1), 14.5),
+            paused("uws", None, 19.0),
+        ];
+        let row = |recs: &[RunRecord]| {
+            targets(recs)
+                .lines()
+                .find(|l| l.contains("seed-3000-paused"))
+                .map(str::to_owned)
+        };
+        let r = row(&recs).expect("a row with all three records");
+        assert!(
+            r.contains("p99 14.5 ms, lost 0 (uws 19.0, ceiling 14.0 ms; 20 pauses of 15 ms)")
+                && r.ends_with("| yes |"),
+            "{r}"
+        );
+        // Past 1.1× the ceiling, or above uws, or anything lost: not met.
+        for (p99, lost) in [(15.5, 0), (19.5, 0), (14.5, 1)] {
+            recs[1].headline.p99_ms = p99;
+            recs[1].headline.lost = lost;
+            let r = row(&recs).unwrap();
+            assert!(r.ends_with("| **no** |"), "{r}");
+        }
+        recs.remove(2);
+        assert!(row(&recs).is_none(), "no row without uws");
     }
 
     #[test]

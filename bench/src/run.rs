@@ -73,6 +73,9 @@ pub struct RunOptions {
     pub shards: Option<u32>,
     /// Cores the server runs on, for the record.
     pub server_cores: Option<String>,
+    /// Stop the server this long every so often in each window (paused
+    /// runs), the same for every target.
+    pub pauses: Option<crate::pause::Pauses>,
     /// Print progress lines.
     pub progress: bool,
 }
@@ -564,6 +567,11 @@ impl Run {
             self.redis_cpu(),
         );
         let rcv_w0 = self.ctl.received.load(Ordering::Relaxed);
+        let pauser = self
+            .opts
+            .pauses
+            .filter(|_| !self.pids.is_empty())
+            .map(|p| crate::pause::spawn(self.pids.clone(), p, ms, me));
         // Steal time every 10 ms (a clock tick), to charge to the late
         // episodes it falls in; the rest once a second.
         let mut steal = StealSamples(vec![(ms, host0.steal)]);
@@ -595,6 +603,12 @@ impl Run {
             self.redis_cpu(),
         );
         let cmds1 = self.opts.redis_addr.and_then(broker::commandstats);
+        let (injected_pauses, injected_pause_ns) = match pauser {
+            Some(h) => h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the pause thread panicked"))?,
+            None => (0, 0),
+        };
         // Drain: publishing has stopped; wait for what is still in flight.
         let drain_end = now_ns() + (drain_s * 1e9) as u64;
         let mut timed_out = false;
@@ -705,6 +719,8 @@ impl Run {
             late_episode_steal_ms: late_steal_ms,
             late_worst_episodes: late_worst,
             generator_send_lag_max_ms: c.send_lag_max_ns as f64 / 1e6,
+            injected_pauses,
+            injected_pause_ms: injected_pause_ns as f64 / 1e6,
             drain_timed_out: timed_out,
             held: false,
             repeat,
