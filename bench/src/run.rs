@@ -232,7 +232,18 @@ impl Run {
         if self.pids.is_empty() {
             rec.notes
                 .push("server pid not found: no server CPU or memory figures".into());
-        } else if self.pids.len() < l.addrs.len() {
+            if self.opts.pauses.is_some() {
+                rec.notes
+                    .push("no server pid to pause: the windows ran without pauses".into());
+            }
+        } else if let Some(p) = self.opts.pauses {
+            rec.notes.push(format!(
+                "server paused (SIGSTOP) for {:.0} ms every {:.0} ms of each window",
+                p.pause_ns as f64 / 1e6,
+                p.every_ns as f64 / 1e6
+            ));
+        }
+        if !self.pids.is_empty() && self.pids.len() < l.addrs.len() {
             rec.notes.push(format!(
                 "{} server pid(s) for {} nodes: CPU and memory cover only those",
                 self.pids.len(),
