@@ -107,6 +107,27 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// A child process to pause, killed when the test ends however it ends.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn new() -> Self {
+            Self(
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .expect("spawn sleep"),
+            )
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+
     #[test]
     fn pauses_are_set_only_when_they_fit_their_period() {
         assert!(Pauses::new(0.0, 500.0).is_none());
@@ -135,11 +156,8 @@ mod tests {
 
     #[test]
     fn a_paused_process_is_stopped_and_continued() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id();
+        let child = Sleeper::new();
+        let pid = child.0.id();
         let state = || {
             let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
             s[s.rfind(')').unwrap() + 2..].chars().next().unwrap()
@@ -159,24 +177,17 @@ mod tests {
             std::thread::yield_now();
         }
         assert_ne!(state(), 'T', "dropping the guard continues it");
-        child.kill().ok();
-        child.wait().ok();
     }
 
     #[test]
     fn the_thread_makes_every_pause_of_a_short_window() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
+        let child = Sleeper::new();
         let p = Pauses::new(2.0, 20.0).unwrap();
         let from = now_ns();
-        let (n, stopped) = spawn(vec![child.id()], p, from, from + 100 * MS)
+        let (n, stopped) = spawn(vec![child.0.id()], p, from, from + 100 * MS)
             .join()
             .unwrap();
         assert_eq!(n, 5);
         assert!(stopped >= 5 * 2 * MS);
-        child.kill().ok();
-        child.wait().ok();
     }
 }
