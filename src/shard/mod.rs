@@ -99,6 +99,9 @@ pub struct Shard {
     /// Connections with frames queued this turn.
     dirty: RefCell<Vec<Rc<Conn>>>,
     flush_waker: RefCell<Option<Waker>>,
+    /// When the first of them was marked ([`Shard::now_us`]): how long the
+    /// oldest queued frame has waited for the flusher.
+    dirty_since_us: Cell<u64>,
     /// `:0\r\n` to `:63\r\n`, the receiver counts PUBLISH is answered
     /// with, framed once: a reply is an `Rc` count, not an allocation.
     integers: Box<[Frame]>,
@@ -227,6 +230,7 @@ impl Shard {
             local: RefCell::new(AHashMap::new()),
             dirty: RefCell::new(Vec::new()),
             flush_waker: RefCell::new(None),
+            dirty_since_us: Cell::new(0),
             integers: (0..64)
                 .map(|n| Frame::from(crate::proto::resp::encode::integer_frame(n)))
                 .collect(),
