@@ -404,8 +404,11 @@ mod tests {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (ours, _) = listener.accept().unwrap();
+            // A small send buffer keeps every flush partial. The peer keeps
+            // its default receive buffer and reads all that came each round:
+            // a window closed on a buffer below the loopback MSS opens again
+            // only on a zero-window probe, hundreds of milliseconds later.
             buffer_size(ours.as_raw_fd(), libc::SO_SNDBUF, 4096);
-            buffer_size(peer.as_raw_fd(), libc::SO_RCVBUF, 4096);
             ours.set_nonblocking(true).unwrap();
             peer.set_nonblocking(true).unwrap();
             let stream = monoio::net::TcpStream::from_std(ours).unwrap();
@@ -421,9 +424,17 @@ mod tests {
                 }
                 assert_ne!(conn.flush().0, Flushed::Failed);
                 partial += usize::from(conn.head_written() > 0);
-                match peer.read(&mut buf) {
-                    Ok(n) => received += n,
-                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::WouldBlock),
+                // Everything that arrived is read, so the peer's window
+                // stays open and only our send buffer limits a flush.
+                loop {
+                    match peer.read(&mut buf) {
+                        Ok(0) => panic!("round {round}: the connection closed"),
+                        Ok(n) => received += n,
+                        Err(e) => {
+                            assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                            break;
+                        }
+                    }
                 }
                 let out = conn.out.borrow();
                 assert!(
